@@ -1,0 +1,86 @@
+package tollgate
+
+import "time"
+
+// Org is a customer organization: it owns keys, is on one plan, and is
+// granted models.
+type Org struct {
+	ID        string
+	Name      string
+	PlanID    string
+	CreatedAt time.Time
+}
+
+// Plan sets an org's default limits and features.
+type Plan struct {
+	ID string
+	// RPM is each key's requests-per-minute limit (burst = RPM).
+	RPM int
+	// Concurrency is the default in-flight limit per org × model; 0 means
+	// unlimited.
+	Concurrency int
+	// ModelConcurrency overrides Concurrency per model id.
+	ModelConcurrency map[string]int
+	// Features lists the model features the plan includes (e.g. "tts",
+	// "stt"); a model whose feature is absent answers feature_not_enabled.
+	Features []string
+}
+
+// HasFeature reports whether the plan includes feature. A model without a
+// feature is available on every plan.
+func (p *Plan) HasFeature(feature string) bool {
+	if feature == "" {
+		return true
+	}
+	for _, f := range p.Features {
+		if f == feature || f == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// Access is everything the request path needs to know about a credential:
+// the key, its org and plan, the org's model grants and concurrency
+// overrides. It is resolved once per key and cached briefly.
+type Access struct {
+	Key    *Key
+	Org    *Org
+	Plan   *Plan
+	Grants map[string]bool
+	// Concurrency holds the org's per-model in-flight overrides.
+	Concurrency map[string]int
+}
+
+// RPM returns the key's effective requests-per-minute limit.
+func (a *Access) RPM() int {
+	if a.Key.RPM > 0 {
+		return a.Key.RPM
+	}
+	return a.Plan.RPM
+}
+
+// ConcurrencyLimit returns the in-flight limit for model: the org's
+// override, else the plan's per-model value, else the plan default.
+// 0 means unlimited.
+func (a *Access) ConcurrencyLimit(model string) int {
+	if n, ok := a.Concurrency[model]; ok {
+		return n
+	}
+	if n, ok := a.Plan.ModelConcurrency[model]; ok {
+		return n
+	}
+	return a.Plan.Concurrency
+}
+
+// Authorize checks the org grant and the key's model list, then the plan's
+// features: no_model_access or feature_not_enabled.
+func (a *Access) Authorize(m *Model) error {
+	if !a.Grants[m.ID] || !a.Key.AllowsModel(m.ID) {
+		return Errorf(CodeNoModelAccess, "Model access not enabled for %s.", m.ID)
+	}
+	if !a.Plan.HasFeature(m.Feature) {
+		return Errorf(CodeFeatureNotEnabled, "Your plan does not include the %s feature.", m.Feature)
+	}
+	return nil
+}
