@@ -25,6 +25,9 @@ type Model struct {
 	Profile string
 	// Statuses remaps error statuses for this model only.
 	Statuses map[Code]int
+	// UpstreamErrorCode is the code answered when the upstream fails with a
+	// 5xx other than 503: upstream_error (default) or grpc_error.
+	UpstreamErrorCode Code
 }
 
 // DefaultTimeout is a model's upstream timeout when none is configured.
