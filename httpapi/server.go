@@ -1,0 +1,187 @@
+// Package httpapi is tollgate's HTTP surface: the request path in front of
+// every model route, the error contract, the admin API, health and metrics.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate/tollgate"
+)
+
+// Upstream is what a Forwarder reports about an answered request.
+type Upstream struct {
+	// Model is the model that served (the first of the chain, or a fallback).
+	Model   *tollgate.Model
+	Status  int
+	Latency time.Duration
+}
+
+// Forwarder sends a request to the first model of chain that answers and
+// writes its answer to w. It returns a catalog error, having written
+// nothing, when no model answered.
+type Forwarder func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string) (Upstream, error)
+
+// Server serves model routes, the admin API, health and metrics. Set the
+// fields, then call Handler. Fields must not change after Handler.
+type Server struct {
+	Store   tollgate.Store
+	Limiter tollgate.Limiter
+	Forward Forwarder
+	Models  []*tollgate.Model
+	// Profile is the deployment's error profile (zero value: tollgate).
+	Profile tollgate.Profile
+	// Keys checks key format (zero value: tg_live_ prefix).
+	Keys   tollgate.KeyFormat
+	Hasher *tollgate.KeyHasher
+	// AdminToken guards /admin/; empty disables the admin API.
+	AdminToken string
+	// KeyCacheTTL bounds how long a resolved key is trusted without a store
+	// read (zero: 2 s). Admin changes on this server clear it at once.
+	KeyCacheTTL time.Duration
+	// LeaseTTL is the limiter's lease TTL; requests outliving a third of it
+	// heartbeat their lease (zero: 15 s).
+	LeaseTTL time.Duration
+	// Now is the clock (zero: time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Ready reports readiness for /readyz (nil: ready).
+	Ready func(ctx context.Context) error
+
+	metrics  *metrics
+	counters decisionCounters
+	cache    *accessCache
+	models   map[string]*tollgate.Model
+	draining atomic.Bool
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// Drain makes /readyz fail so load balancers stop sending traffic before
+// shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Handler builds the routes. It fails when two routes conflict.
+func (s *Server) Handler() (http.Handler, error) {
+	if s.Store == nil || s.Limiter == nil || s.Forward == nil || s.Hasher == nil {
+		return nil, fmt.Errorf("httpapi: Store, Limiter, Forward and Hasher are required")
+	}
+	if s.Profile.Name == "" {
+		s.Profile.Name = tollgate.ProfileTollgate
+	}
+	ttl := s.KeyCacheTTL
+	if ttl <= 0 {
+		ttl = 2 * time.Second
+	}
+	if s.LeaseTTL <= 0 {
+		s.LeaseTTL = 15 * time.Second
+	}
+	s.metrics = newMetrics()
+	s.counters = s.metrics.decisionCounters()
+	s.cache = newAccessCache(ttl)
+	s.models = make(map[string]*tollgate.Model, len(s.Models))
+	for _, m := range s.Models {
+		s.models[m.ID] = m
+	}
+
+	mux := http.NewServeMux()
+	// paths holds every model path without its method, to tell 405 from 404.
+	paths := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, m := range s.Models {
+		rt, err := s.newRoute(m)
+		if err != nil {
+			return nil, err
+		}
+		if err := register(mux, m.Method+" "+m.Path, rt); err != nil {
+			return nil, fmt.Errorf("httpapi: model %s: %w", m.ID, err)
+		}
+		if _, seen := allow[m.Path]; !seen {
+			if err := register(paths, m.Path, http.NotFoundHandler()); err != nil {
+				return nil, fmt.Errorf("httpapi: model %s: %w", m.ID, err)
+			}
+		}
+		allow[m.Path] = append(allow[m.Path], m.Method)
+	}
+	for p := range allow {
+		sort.Strings(allow[p])
+	}
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if s.AdminToken != "" {
+		s.registerAdmin(mux)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		id := newRequestID()
+		w.Header().Set("X-Request-Id", id)
+		if _, pattern := paths.Handler(r); pattern != "" {
+			allowed := strings.Join(allow[pattern], ", ")
+			s.writeError(w, r, s.Profile, &tollgate.Error{
+				Code:    tollgate.CodeMethodNotAllowed,
+				Message: fmt.Sprintf("Method %s is not allowed here; use %s.", r.Method, allowed),
+				Details: map[string]any{"allow": allowed},
+			}, id)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/admin/") {
+			s.writeError(w, r, s.Profile, tollgate.NewError(tollgate.CodeNotFound), id)
+			return
+		}
+		s.writeError(w, r, s.Profile, tollgate.Errorf(tollgate.CodeModelNotFound,
+			"No model is served at %s %s.", r.Method, r.URL.Path), id)
+	})
+	return mux, nil
+}
+
+// register adds a pattern, turning ServeMux's panic on a bad or conflicting
+// pattern into an error.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("route %q: %v", pattern, p)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			s.logger().Warn("not ready", slog.Any("err", err))
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+}
