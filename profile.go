@@ -69,38 +69,54 @@ func (p Profile) WithOverrides(name string, overrides map[Code]int) Profile {
 	return out
 }
 
-// Body returns the JSON-encodable body for e under p. status is the status
-// being sent; requestID is the request's id.
-func (p Profile) Body(e *Error, status int, requestID string) map[string]any {
+// Body returns the JSON-encodable body for e under p, its fields in the
+// order the seeds show them. status is the status being sent; requestID is
+// the request's id.
+func (p Profile) Body(e *Error, status int, requestID string) any {
 	msg := ErrorMessage(e)
 	var retry int
 	if e.RetryAfter > 0 || status == 429 || status == 503 {
 		retry = RetryAfterSeconds(e.RetryAfter)
 	}
+	details := e.Details
+	if len(details) == 0 {
+		details = nil
+	}
 	switch p.Name {
 	case ProfileDetail:
-		return map[string]any{"detail": msg}
+		return detailBody{Detail: msg}
 	case ProfileNumeric:
-		b := map[string]any{"error": msg, "code": status}
-		if retry > 0 {
-			b["retry_after"] = retry
-		}
-		if len(e.Details) > 0 {
-			b["details"] = e.Details
-		}
-		return b
+		return numericBody{Error: msg, Code: status, RetryAfter: retry, Details: details}
 	case ProfileCode:
-		return map[string]any{"error": msg, "code": string(e.Code)}
+		return codeBody{Error: msg, Code: e.Code}
 	default:
-		b := map[string]any{"error": msg, "code": string(e.Code), "status": status, "request_id": requestID}
-		if retry > 0 {
-			b["retry_after"] = retry
-		}
-		if len(e.Details) > 0 {
-			b["details"] = e.Details
-		}
-		return b
+		return tollgateBody{Error: msg, Code: e.Code, Status: status, RequestID: requestID, RetryAfter: retry, Details: details}
 	}
+}
+
+type tollgateBody struct {
+	Error      string         `json:"error"`
+	Code       Code           `json:"code"`
+	Status     int            `json:"status"`
+	RequestID  string         `json:"request_id"`
+	RetryAfter int            `json:"retry_after,omitempty"`
+	Details    map[string]any `json:"details,omitempty"`
+}
+
+type detailBody struct {
+	Detail string `json:"detail"`
+}
+
+type numericBody struct {
+	Error      string         `json:"error"`
+	Code       int            `json:"code"`
+	RetryAfter int            `json:"retry_after,omitempty"`
+	Details    map[string]any `json:"details,omitempty"`
+}
+
+type codeBody struct {
+	Error string `json:"error"`
+	Code  Code   `json:"code"`
 }
 
 // ValidateStatuses reports every remap that is not a known code with an

@@ -1,0 +1,127 @@
+package tollgate_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestCatalogGolden pins every code's status, close code, retry class and
+// each profile's body: codes are public API.
+func TestCatalogGolden(t *testing.T) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# code | status | close | retryable\n")
+	for _, c := range tollgate.Catalog() {
+		fmt.Fprintf(&b, "%s | %d | %d | %v\n", c.Code, c.Status, c.CloseCode, c.Retryable)
+	}
+	sample := &tollgate.Error{
+		Code: tollgate.CodeQuotaExceeded, Message: "Character limit exceeded for your plan.",
+		RetryAfter: 30 * time.Second,
+		Details:    map[string]any{"characters_used": 500000, "characters_limit": 500000},
+		Err:        errors.New("internal cause never rendered"),
+	}
+	for _, name := range tollgate.ProfileNames {
+		p := tollgate.Profile{Name: name}
+		status := p.Status(sample)
+		body, err := json.Marshal(p.Body(sample, status, "req_test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "\n# profile %s, status %d\n%s\n", name, status, body)
+	}
+	golden := "testdata/catalog.golden"
+	if *update {
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once to create it)", err)
+	}
+	if diff := cmp.Diff(b.String(), string(want)); diff != "" {
+		t.Errorf("catalog changed (-got +want):\n%s", diff)
+	}
+}
+
+func TestErrorCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want tollgate.Code
+	}{
+		{nil, ""},
+		{errors.New("boom"), tollgate.CodeInternal},
+		{tollgate.NewError(tollgate.CodeConflict), tollgate.CodeConflict},
+		{fmt.Errorf("wrapped: %w", tollgate.NewError(tollgate.CodeNotFound)), tollgate.CodeNotFound},
+		{&tollgate.Error{Code: "not_a_code"}, tollgate.CodeInternal},
+	}
+	for _, tt := range tests {
+		if got := tollgate.ErrorCode(tt.err); got != tt.want {
+			t.Errorf("ErrorCode(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestErrorMessageHidesCause(t *testing.T) {
+	err := fmt.Errorf("sqlite: find key: %w", errors.New("disk I/O error at /var/lib/secret"))
+	if got, want := tollgate.ErrorMessage(err), "Internal error."; got != want {
+		t.Errorf("ErrorMessage = %q, want %q", got, want)
+	}
+	body, _ := json.Marshal(tollgate.Profile{}.Body(tollgate.AsError(err), 500, "req_x"))
+	if bytes.Contains(body, []byte("secret")) {
+		t.Errorf("internal cause rendered: %s", body)
+	}
+}
+
+func TestProfileStatus(t *testing.T) {
+	p := tollgate.Profile{Name: tollgate.ProfileCode, Statuses: map[tollgate.Code]int{tollgate.CodeMissingCredential: 400}}
+	m := p.WithOverrides(tollgate.ProfileDetail, map[tollgate.Code]int{tollgate.CodeQuotaExceeded: 403})
+	tests := []struct {
+		p    tollgate.Profile
+		code tollgate.Code
+		want int
+	}{
+		{p, tollgate.CodeMissingCredential, 400},
+		{p, tollgate.CodeInvalidCredential, 401},
+		{m, tollgate.CodeMissingCredential, 400},
+		{m, tollgate.CodeQuotaExceeded, 403},
+		{p, tollgate.CodeQuotaExceeded, 429},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Status(tollgate.NewError(tt.code)); got != tt.want {
+			t.Errorf("%s: Status(%s) = %d, want %d", tt.p.Name, tt.code, got, tt.want)
+		}
+	}
+	if m.Name != tollgate.ProfileDetail || p.Name != tollgate.ProfileCode {
+		t.Errorf("WithOverrides changed names: %q %q", m.Name, p.Name)
+	}
+	if _, ok := p.Statuses[tollgate.CodeQuotaExceeded]; ok {
+		t.Error("WithOverrides mutated the base profile")
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int{0: 1, -time.Second: 1, time.Millisecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, 30 * time.Second: 30} {
+		if got := tollgate.RetryAfterSeconds(d); got != want {
+			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+func TestValidateStatuses(t *testing.T) {
+	errs := tollgate.ValidateStatuses(map[tollgate.Code]int{"nope": 400, tollgate.CodeConflict: 200})
+	if len(errs) != 2 {
+		t.Errorf("got %d errors, want 2: %v", len(errs), errs)
+	}
+}
