@@ -1,0 +1,268 @@
+// Package sqlite is tollgate's embedded store: orgs, plans, grants,
+// concurrency overrides and keys in one SQLite file, through the pure-Go
+// modernc.org/sqlite driver (no cgo).
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tollgate/tollgate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout is how long a connection waits for another one's lock
+// (another process on the same file, or a WAL checkpoint) before SQLITE_BUSY.
+const busyTimeout = 10 * time.Second
+
+// Store is a tollgate.Store on one SQLite file. Writes go through a single
+// connection (SQLite admits one writer at a time; queueing in database/sql
+// instead of in SQLite's busy handler avoids SQLITE_BUSY), reads through a
+// pool of read-only connections that WAL mode lets run beside the writer.
+// It is safe for concurrent use.
+type Store struct {
+	// Now stamps CreatedAt on orgs and keys created with a zero CreatedAt.
+	// Zero value: time.Now. Set it before use.
+	Now func() time.Time
+
+	write  *sql.DB
+	read   *sql.DB
+	access *sql.Stmt // prepared on read: the request path's lookup
+}
+
+var _ tollgate.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path and applies
+// pending migrations. path is a file name or a "file:" URI; in-memory
+// databases are refused because the read and write pools would each get
+// their own.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || path == ":memory:" || strings.Contains(path, "mode=memory") {
+		return nil, fmt.Errorf("sqlite: open %q: a database file is required", path)
+	}
+	base := path
+	if !strings.HasPrefix(base, "file:") {
+		base = "file:" + (&url.URL{Path: path}).EscapedPath()
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	common := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeout.Milliseconds())
+
+	s := &Store{}
+	var err error
+	// journal_mode is persistent in the file: set once by the writer, read
+	// connections see it. synchronous=FULL keeps a commit durable on power
+	// loss (the default for WAL is build-dependent, so it is explicit).
+	s.write, err = sql.Open("sqlite", base+sep+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	s.write.SetMaxOpenConns(1)
+	s.write.SetMaxIdleConns(1)
+	s.write.SetConnMaxLifetime(0)
+	s.write.SetConnMaxIdleTime(0)
+	if err := s.migrate(ctx); err != nil {
+		s.write.Close()
+		return nil, err
+	}
+
+	s.read, err = sql.Open("sqlite", base+sep+common+"&_query_only=1")
+	if err != nil {
+		s.write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.read.SetMaxOpenConns(n)
+	s.read.SetMaxIdleConns(n)
+	s.read.SetConnMaxLifetime(0)
+	s.read.SetConnMaxIdleTime(0)
+	if err := s.read.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	if s.access, err = s.read.PrepareContext(ctx, accessQuery); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: prepare access: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.write, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	// p.Close would close s.write: the provider is simply dropped.
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	var errs []error
+	if s.access != nil {
+		errs = append(errs, s.access.Close())
+	}
+	if s.read != nil {
+		errs = append(errs, s.read.Close())
+	}
+	errs = append(errs, s.write.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE), committing when it
+// returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// readTx runs fn in a read transaction: every query sees one snapshot.
+func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// errCode returns the extended SQLite result code of err, or 0.
+func errCode(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+func isUnique(err error) bool {
+	c := errCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func isForeignKey(err error) bool { return errCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
+
+// catalogError reports whether err is already a catalog error, to be
+// returned as is rather than wrapped.
+func catalogError(err error) bool {
+	var e *tollgate.Error
+	return errors.As(err, &e)
+}
+
+// wrap returns catalog errors unchanged and wraps anything else with op.
+func wrap(op string, err error) error {
+	if err == nil || catalogError(err) {
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// The range of times a unix-nanosecond int64 can hold (years 1678–2262).
+var (
+	minTime = time.Unix(0, -1<<63)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+// encodeTime returns t as UTC unix nanoseconds, or NULL for the zero time.
+func encodeTime(t time.Time) (any, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return nil, fmt.Errorf("time %v outside the storable range %v..%v", t, minTime.UTC(), maxTime.UTC())
+	}
+	return t.UnixNano(), nil
+}
+
+func decodeTime(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+func encodeJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// decodeStrings decodes a JSON array; empty decodes to nil.
+func decodeStrings(s string) ([]string, error) {
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, err
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// decodeInts decodes a JSON object of ints; empty decodes to nil.
+func decodeInts(s string) (map[string]int, error) {
+	var v map[string]int
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, err
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// stringList returns v, or an empty list (JSON [] rather than null) for nil.
+func stringList(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}
+
+// newID returns a random id with prefix, e.g. "key_…" (26 base32
+// characters, 130 bits).
+func newID(prefix string) string { return prefix + rand.Text() }
