@@ -20,9 +20,12 @@ import (
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-func (s *Server) registerAdmin(mux *http.ServeMux) {
+func (s *Server) registerAdmin(mux *http.ServeMux) error {
+	var errs []error
 	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, s.adminHandler(fn))
+		if err := register(mux, pattern, s.adminHandler(fn)); err != nil {
+			errs = append(errs, fmt.Errorf("httpapi: admin route conflicts with a model route: %w", err))
+		}
 	}
 	h("GET /admin/plans", s.listPlans)
 	h("GET /admin/plans/{id}", s.getPlan)
@@ -43,6 +46,7 @@ func (s *Server) registerAdmin(mux *http.ServeMux) {
 	h("POST /admin/keys/{id}/revoke", s.revokeKey)
 	h("POST /admin/keys/{id}/rotate", s.rotateKey)
 	h("GET /admin/models", s.listModels)
+	return errors.Join(errs...)
 }
 
 func (s *Server) adminHandler(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {

@@ -116,12 +116,13 @@ func (s *Server) Handler() (http.Handler, error) {
 		if err := register(mux, m.Method+" "+m.Path, rt); err != nil {
 			return nil, fmt.Errorf("httpapi: model %s: %w", m.ID, err)
 		}
-		if _, seen := allow[m.Path]; !seen {
-			if err := register(paths, m.Path, http.NotFoundHandler()); err != nil {
+		shape := pathShape(m.Path)
+		if _, seen := allow[shape]; !seen {
+			if err := register(paths, shape, http.NotFoundHandler()); err != nil {
 				return nil, fmt.Errorf("httpapi: model %s: %w", m.ID, err)
 			}
 		}
-		allow[m.Path] = append(allow[m.Path], m.Method)
+		allow[shape] = append(allow[shape], m.Method)
 	}
 	for p := range allow {
 		sort.Strings(allow[p])
@@ -133,7 +134,9 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if s.AdminToken != "" {
-		s.registerAdmin(mux)
+		if err := s.registerAdmin(mux); err != nil {
+			return nil, err
+		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		id := newRequestID()
@@ -167,6 +170,33 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	}()
 	mux.Handle(pattern, h)
 	return nil
+}
+
+// pathShape names every wildcard alike, so /v1/jobs/{id} and
+// /v1/jobs/{job} are one path when telling 405 from 404.
+func pathShape(path string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(path, '{')
+		if i < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		j := strings.IndexByte(path[i:], '}')
+		if j < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		b.WriteString(path[:i])
+		if strings.HasSuffix(path[i:i+j], "...") {
+			b.WriteString("{w...}")
+		} else if path[i:i+j+1] == "{$}" {
+			b.WriteString("{$}")
+		} else {
+			b.WriteString("{w}")
+		}
+		path = path[i+j+1:]
+	}
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
