@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/config"
+	"github.com/tollgate/tollgate/httpapi"
+	"github.com/tollgate/tollgate/inmem"
+	"github.com/tollgate/tollgate/sqlite"
+	"github.com/tollgate/tollgate/upstream"
+)
+
+// Main is one running gateway: config in, store, limiter, proxy and HTTP
+// server wired together. Open starts listening; Run serves until its
+// context ends, then shuts down gracefully.
+type Main struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Now is the clock (nil: time.Now); tests move it to expire keys.
+	Now func() time.Time
+
+	Store   tollgate.Store
+	Limiter tollgate.Limiter
+	Proxy   *upstream.Proxy
+	API     *httpapi.Server
+
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Addr is the address the gateway listens on (after Open).
+func (m *Main) Addr() string { return m.ln.Addr().String() }
+
+// URL is the gateway's base URL (after Open).
+func (m *Main) URL() string { return "http://" + m.Addr() }
+
+// Open connects the store and limiter, seeds the configured plans, builds
+// the routes and starts listening.
+func (m *Main) Open(ctx context.Context) error {
+	c := m.Config
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	store, err := openStore(ctx, c.StoreBackend())
+	if err != nil {
+		return err
+	}
+	m.Store = store
+	for _, p := range c.DomainPlans() {
+		if err := store.PutPlan(ctx, p); err != nil {
+			return fmt.Errorf("seed plan %s: %w", p.ID, err)
+		}
+	}
+	switch b := c.LimiterBackend(); b.Kind {
+	case config.Memory:
+		m.Limiter = inmem.NewLimiter(c.LeaseTTL)
+	default:
+		store.Close()
+		return fmt.Errorf("limiter: %q is not built in this version; use %q", b.Kind, config.Memory)
+	}
+	m.Proxy = upstream.New()
+	m.API = &httpapi.Server{
+		Store:       m.Store,
+		Limiter:     m.Limiter,
+		Forward:     m.forward,
+		Models:      c.DomainModels(),
+		Profile:     c.Profile(),
+		Keys:        tollgate.KeyFormat{Prefix: c.KeyPrefix},
+		Hasher:      tollgate.NewKeyHasher([]byte(c.KeySecret)),
+		AdminToken:  c.AdminToken,
+		KeyCacheTTL: c.KeyCacheTTL,
+		LeaseTTL:    c.LeaseTTL,
+		Logger:      m.Logger,
+		Now:         m.Now,
+	}
+	h, err := m.API.Handler()
+	if err != nil {
+		return err
+	}
+	m.ln, err = net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.Listen, err)
+	}
+	m.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string) (httpapi.Upstream, error) {
+	res, err := m.Proxy.Forward(w, r, chain, requestID)
+	if err != nil {
+		return httpapi.Upstream{}, err
+	}
+	return httpapi.Upstream{Model: res.Model, Status: res.Status, Latency: res.Latency}, nil
+}
+
+// Run serves until ctx ends, then stops accepting, lets in-flight requests
+// finish within the shutdown grace, and closes everything.
+func (m *Main) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- m.srv.Serve(m.ln) }()
+	m.Logger.Info("tollgate listening", "addr", m.Addr(), "models", len(m.Config.Models))
+	select {
+	case err := <-errc:
+		m.Close()
+		return err
+	case <-ctx.Done():
+	}
+	m.API.Drain()
+	grace := m.Config.ShutdownGrace
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	m.Logger.Info("shutting down", "grace", grace)
+	err := m.srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		m.Logger.Warn("shutdown grace elapsed; closing remaining connections")
+		m.srv.Close()
+	}
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close releases the store and the proxy's connections.
+func (m *Main) Close() error {
+	var errs []error
+	if m.Proxy != nil {
+		m.Proxy.Close()
+	}
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+		m.Store = nil
+	}
+	return errors.Join(errs...)
+}
+
+func openStore(ctx context.Context, b config.Backend) (tollgate.Store, error) {
+	switch b.Kind {
+	case config.SQLite:
+		return sqlite.Open(ctx, b.Target)
+	default:
+		return nil, fmt.Errorf("store: %q is not built in this version; use sqlite://PATH", b.Kind)
+	}
+}
