@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"hash"
 	"hash/crc32"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -90,7 +92,7 @@ func (f KeyFormat) Check(s string) error {
 	}
 	cut := len(s) - keyChecksumLen
 	var want [keyChecksumLen]byte
-	appendChecksum(want[:0], crc32.ChecksumIEEE([]byte(s[:cut])))
+	appendChecksum(want[:0], checksum(s[:cut]))
 	if subtle.ConstantTimeCompare(want[:], []byte(s[cut:])) != 1 {
 		return ErrMalformedKey
 	}
@@ -107,6 +109,16 @@ func (f KeyFormat) DisplayPrefix(s string) string {
 	return s[:n]
 }
 
+// checksum is crc32.ChecksumIEEE of s, computed over the string so the
+// hot path does not copy the key to the heap.
+func checksum(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
+}
+
 func isBase62(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
 }
@@ -115,18 +127,41 @@ func isBase62(c byte) bool {
 // only the hash is stored. It is safe for concurrent use.
 type KeyHasher struct {
 	secret []byte
+	pool   sync.Pool // of hash.Hash keyed with secret
 }
+
+// KeyHashSize is the length of a key hash.
+const KeyHashSize = sha256.Size
 
 // NewKeyHasher returns a hasher for secret (at least 16 bytes recommended).
 func NewKeyHasher(secret []byte) *KeyHasher {
-	return &KeyHasher{secret: append([]byte(nil), secret...)}
+	h := &KeyHasher{secret: append([]byte(nil), secret...)}
+	h.pool.New = func() any { return &keyMAC{h: hmac.New(sha256.New, h.secret)} }
+	return h
 }
 
 // Hash returns HMAC-SHA-256(secret, key).
 func (h *KeyHasher) Hash(key string) []byte {
-	m := hmac.New(sha256.New, h.secret)
-	io.WriteString(m, key)
-	return m.Sum(nil)
+	var sum [KeyHashSize]byte
+	h.HashTo(&sum, key)
+	return sum[:]
+}
+
+// HashTo writes HMAC-SHA-256(secret, key) to dst without allocating.
+func (h *KeyHasher) HashTo(dst *[KeyHashSize]byte, key string) {
+	m := h.pool.Get().(*keyMAC)
+	m.h.Reset()
+	m.buf = append(m.buf[:0], key...)
+	m.h.Write(m.buf)
+	m.sum = m.h.Sum(m.sum[:0])
+	copy(dst[:], m.sum)
+	h.pool.Put(m)
+}
+
+// keyMAC is a pooled HMAC with its buffers, so hashing allocates nothing.
+type keyMAC struct {
+	h        hash.Hash
+	buf, sum []byte
 }
 
 // Equal compares two hashes in constant time.

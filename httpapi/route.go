@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,8 +118,9 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 }
 
 // acquire takes a concurrency lease and returns its release func. The lease
-// is released once: on return, or as soon as the client goes away; a
-// request that may outlive a third of the lease TTL heartbeats it.
+// is released once: on return, or as soon as the client goes away. While
+// held it is in s.held, whose loop heartbeats leases older than a third of
+// the TTL, so long requests keep their slot and a crashed holder's expire.
 func (s *Server) acquire(ctx context.Context, key string, limit int, now time.Time, timeout time.Duration) (func(), error) {
 	lease, err := s.Limiter.Acquire(ctx, key, limit, now)
 	if err != nil {
@@ -130,69 +132,118 @@ func (s *Server) acquire(ctx context.Context, key string, limit int, now time.Ti
 		return nil, err
 	}
 	s.counters.concAllow.Inc()
-
-	var once sync.Once
-	var hb *heartbeat
-	release := func() {
-		once.Do(func() {
-			if hb != nil {
-				hb.stop()
-			}
-			// The request context may be gone; releasing must not be.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			if err := s.Limiter.Release(rctx, lease); err != nil {
-				s.logger().Warn("release lease", "key", key, "err", err)
-			}
-		})
+	h := &heldLease{s: s, ctx: ctx, lease: lease, since: now, tracked: timeout > s.LeaseTTL/3}
+	if h.tracked {
+		s.held.add(h)
 	}
-	if timeout > s.LeaseTTL/3 {
-		hb = s.startHeartbeat(ctx, lease)
-	}
-	stop := context.AfterFunc(ctx, release)
+	stop := context.AfterFunc(ctx, h.release)
 	return func() {
 		stop()
-		release()
+		h.release()
 	}, nil
 }
 
-// heartbeat extends a lease every LeaseTTL/3 until stopped.
-type heartbeat struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
+// heldLease is one request's lease.
+type heldLease struct {
+	s        *Server
+	ctx      context.Context
+	lease    tollgate.Lease
+	since    time.Time
+	tracked  bool
+	released atomic.Bool
 }
 
-func (s *Server) startHeartbeat(ctx context.Context, lease tollgate.Lease) *heartbeat {
-	hb := &heartbeat{}
-	every := s.LeaseTTL / 3
-	var beat func()
-	beat = func() {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-		next, err := s.Limiter.Heartbeat(hctx, lease, s.now())
-		cancel()
-		if err != nil {
-			s.logger().Warn("lease heartbeat", "key", lease.Key, "err", err)
+func (h *heldLease) release() {
+	if !h.released.CompareAndSwap(false, true) {
+		return
+	}
+	if h.tracked {
+		h.s.held.remove(h)
+	}
+	// The request context may be gone; releasing must not be.
+	if err := h.s.Limiter.Release(context.WithoutCancel(h.ctx), h.lease); err != nil {
+		h.s.logger().Warn("release lease", "key", h.lease.Key, "err", err)
+	}
+}
+
+// leaseSet holds the leases of requests in flight.
+type leaseSet struct {
+	shards [16]struct {
+		mu sync.Mutex
+		m  map[*heldLease]struct{}
+	}
+	next atomic.Uint32
+}
+
+func newLeaseSet() *leaseSet {
+	ls := &leaseSet{}
+	for i := range ls.shards {
+		ls.shards[i].m = make(map[*heldLease]struct{})
+	}
+	return ls
+}
+
+func (ls *leaseSet) add(h *heldLease) {
+	sh := &ls.shards[ls.next.Add(1)%uint32(len(ls.shards))]
+	sh.mu.Lock()
+	sh.m[h] = struct{}{}
+	sh.mu.Unlock()
+}
+
+func (ls *leaseSet) remove(h *heldLease) {
+	for i := range ls.shards {
+		sh := &ls.shards[i]
+		sh.mu.Lock()
+		_, ok := sh.m[h]
+		delete(sh.m, h)
+		sh.mu.Unlock()
+		if ok {
 			return
 		}
-		lease = next
-		hb.mu.Lock()
-		defer hb.mu.Unlock()
-		if !hb.stopped {
-			hb.timer = time.AfterFunc(every, beat)
-		}
 	}
-	hb.mu.Lock()
-	hb.timer = time.AfterFunc(every, beat)
-	hb.mu.Unlock()
-	return hb
 }
 
-func (hb *heartbeat) stop() {
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
-	hb.stopped = true
-	hb.timer.Stop()
+// older returns the held leases acquired before cutoff.
+func (ls *leaseSet) older(cutoff time.Time) []*heldLease {
+	var out []*heldLease
+	for i := range ls.shards {
+		sh := &ls.shards[i]
+		sh.mu.Lock()
+		for h := range sh.m {
+			if h.since.Before(cutoff) {
+				out = append(out, h)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// heartbeatLoop extends every lease held longer than a third of the TTL,
+// every third of the TTL, until ctx ends.
+func (s *Server) heartbeatLoop(ctx context.Context) {
+	every := s.LeaseTTL / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		for _, h := range s.held.older(now.Add(-every)) {
+			if h.released.Load() {
+				continue
+			}
+			hctx, cancel := context.WithTimeout(ctx, every)
+			_, err := s.Limiter.Heartbeat(hctx, h.lease, now)
+			cancel()
+			if err != nil && !h.released.Load() {
+				s.logger().Warn("lease heartbeat", "key", h.lease.Key, "err", err)
+			}
+		}
+	}
 }
 
 func setRateHeaders(h http.Header, d tollgate.RateDecision) {

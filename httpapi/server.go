@@ -58,6 +58,8 @@ type Server struct {
 
 	metrics  *metrics
 	counters decisionCounters
+	held     *leaseSet
+	stop     context.CancelFunc
 	cache    *accessCache
 	models   map[string]*tollgate.Model
 	draining atomic.Bool
@@ -75,6 +77,14 @@ func (s *Server) logger() *slog.Logger {
 		return s.Logger
 	}
 	return slog.Default()
+}
+
+// Close stops the lease heartbeat loop. Call it after the HTTP server has
+// shut down.
+func (s *Server) Close() {
+	if s.stop != nil {
+		s.stop()
+	}
 }
 
 // Drain makes /readyz fail so load balancers stop sending traffic before
@@ -99,6 +109,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	s.metrics = newMetrics()
 	s.counters = s.metrics.decisionCounters()
 	s.cache = newAccessCache(ttl)
+	s.held = newLeaseSet()
 	s.models = make(map[string]*tollgate.Model, len(s.Models))
 	for _, m := range s.Models {
 		s.models[m.ID] = m
@@ -157,6 +168,9 @@ func (s *Server) Handler() (http.Handler, error) {
 		s.writeError(w, r, s.Profile, tollgate.Errorf(tollgate.CodeModelNotFound,
 			"No model is served at %s %s.", r.Method, r.URL.Path), id)
 	})
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.heartbeatLoop(ctx)
 	return mux, nil
 }
 

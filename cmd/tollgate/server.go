@@ -137,6 +137,9 @@ func (m *Main) Run(ctx context.Context) error {
 // Close releases the store and the proxy's connections.
 func (m *Main) Close() error {
 	var errs []error
+	if m.API != nil {
+		m.API.Close()
+	}
 	if m.Proxy != nil {
 		m.Proxy.Close()
 	}
