@@ -218,3 +218,30 @@ func TestPartialReadDoesNotLeak(t *testing.T) {
 	conn.Close()
 	waitFor(t, time.Second, func() bool { return g.inFlight("acme", "slow-ok") == 0 })
 }
+
+// TestLongRequestKeepsItsLease: a request outliving the lease TTL is
+// heartbeated, so its slot is not handed to another request.
+func TestLongRequestKeepsItsLease(t *testing.T) {
+	g := startGateway(t, "tollgate", "lease_ttl: 300ms")
+	_, key, _ := g.newOrg("acme", "basic", allModels, nil)
+	g.admin("PUT", "/admin/orgs/acme/concurrency/slow-ok", map[string]any{"limit": 1}, 200)
+	done := make(chan int, 1)
+	go func() {
+		r := g.do("POST", "/v1/slow-ok?ms=1200", map[string]string{"X-API-Key": key}, "{}")
+		done <- r.Status
+	}()
+	waitFor(t, 2*time.Second, func() bool { return g.inFlight("acme", "slow-ok") == 1 })
+	time.Sleep(800 * time.Millisecond) // well past the 300 ms TTL
+	if n := g.inFlight("acme", "slow-ok"); n != 1 {
+		t.Fatalf("in flight after 2.6 TTLs: %d, want 1 (heartbeat lost the lease)", n)
+	}
+	if r := g.do("POST", "/v1/slow-ok?ms=1", map[string]string{"X-API-Key": key}, "{}"); r.Status != 429 {
+		t.Errorf("second request while the first holds the slot: %d, want 429", r.Status)
+	}
+	if s := <-done; s != 200 {
+		t.Errorf("long request: %d", s)
+	}
+	if n := g.inFlight("acme", "slow-ok"); n != 0 {
+		t.Errorf("in flight after completion: %d", n)
+	}
+}
