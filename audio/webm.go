@@ -1,0 +1,7 @@
+package audio
+
+import "bufio"
+
+func probeWebM(br *bufio.Reader) (Info, error) {
+	return Info{}, Unsupported("webm: not implemented")
+}
