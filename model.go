@@ -25,6 +25,8 @@ type Model struct {
 	Profile string
 	// Statuses remaps error statuses for this model only.
 	Statuses map[Code]int
+	// Input holds the input rules (nil: only the default body cap).
+	Input *Input
 	// UpstreamErrorCode is the code answered when the upstream fails with a
 	// 5xx other than 503: upstream_error (default) or grpc_error.
 	UpstreamErrorCode Code

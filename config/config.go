@@ -103,6 +103,8 @@ type ModelConfig struct {
 	ErrorStatuses map[string]int `yaml:"error_statuses,omitempty" koanf:"error_statuses"`
 	// UpstreamErrorCode is upstream_error (default) or grpc_error.
 	UpstreamErrorCode string `yaml:"upstream_error_code,omitempty" koanf:"upstream_error_code"`
+	// Input holds the model's input rules (optional).
+	Input *InputConfig `yaml:"input,omitempty" koanf:"input"`
 }
 
 // patterns returns the model's routes, Route first.

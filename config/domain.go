@@ -32,6 +32,7 @@ func (c *Config) DomainModels() []*tollgate.Model {
 				Profile:           m.ErrorProfile,
 				Statuses:          codes(m.ErrorStatuses),
 				UpstreamErrorCode: code,
+				Input:             domainInput(m.Input),
 			})
 		}
 	}

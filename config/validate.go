@@ -140,6 +140,7 @@ func (p *problems) model(i int, m *ModelConfig, ids map[string]int) []route {
 	}
 	p.profile(at("error_profile"), m.ErrorProfile, true)
 	p.statuses(at("error_statuses"), m.ErrorStatuses)
+	p.input(at, m.Input)
 	switch tollgate.Code(m.UpstreamErrorCode) {
 	case "", tollgate.CodeUpstreamError, tollgate.CodeGRPCError:
 	default:

@@ -21,7 +21,7 @@ type route struct {
 	model   *tollgate.Model
 	chain   []*tollgate.Model
 	profile tollgate.Profile
-	rateKey string
+	input   *inputRules
 	// ok counts answered requests by upstream status, resolved lazily.
 	okByStatus sync.Map // int -> prometheus.Counter
 }
@@ -35,11 +35,16 @@ func (s *Server) newRoute(m *tollgate.Model) (*route, error) {
 		}
 		chain = append(chain, fb)
 	}
+	input, err := compileInput(m)
+	if err != nil {
+		return nil, err
+	}
 	return &route{
 		s:       s,
 		model:   m,
 		chain:   chain,
 		profile: s.Profile.WithOverrides(m.Profile, m.Statuses),
+		input:   input,
 	}, nil
 }
 
@@ -103,6 +108,16 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 		return Upstream{}, err
 	}
 	s.counters.rateAllow.Inc()
+
+	// Validate.
+	facts, cleanup, err := rt.input.validate(r)
+	defer cleanup()
+	if err != nil {
+		return Upstream{}, err
+	}
+	if rt.input.in != nil {
+		r = r.WithContext(context.WithValue(ctx, factsKey{}, facts))
+	}
 
 	// Concurrency.
 	if limit := access.ConcurrencyLimit(rt.model.ID); limit > 0 {

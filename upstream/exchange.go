@@ -383,6 +383,10 @@ func cancelled(modelID string, err error) error {
 
 // bodyError is the error for a request body that could not be read.
 func bodyError(err error) error {
+	var te *tollgate.Error
+	if errors.As(err, &te) {
+		return te // the gateway's own body checks already said what is wrong
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &tollgate.Error{Code: tollgate.CodePayloadTooLarge, Err: fmt.Errorf("upstream: read request body: %w", err)}
