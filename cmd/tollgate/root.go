@@ -23,6 +23,7 @@ func newRootCmd(stdout, stderr io.Writer, environ []string) *cobra.Command {
 		newServeCmd(stdout, stderr, environ),
 		newDemoCmd(stdout, stderr, environ),
 		newCheckConfigCmd(stdout, environ),
+		newBenchCmd(stdout, stderr, environ),
 	)
 	addAdminCmds(root, stdout, environ)
 	return root
