@@ -133,7 +133,8 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 }
 
 // acquire takes a concurrency lease and returns its release func. The lease
-// is released once: on return, or as soon as the client goes away. While
+// is released once, when the handler returns: on completion, error, client
+// cancel or disconnect. While
 // held it is in s.held, whose loop heartbeats leases older than a third of
 // the TTL, so long requests keep their slot and a crashed holder's expire.
 func (s *Server) acquire(ctx context.Context, key string, limit int, now time.Time, timeout time.Duration) (func(), error) {
@@ -151,11 +152,10 @@ func (s *Server) acquire(ctx context.Context, key string, limit int, now time.Ti
 	if h.tracked {
 		s.held.add(h)
 	}
-	stop := context.AfterFunc(ctx, h.release)
-	return func() {
-		stop()
-		h.release()
-	}, nil
+	// No context.AfterFunc here: a client that goes away aborts the body
+	// read or the upstream call (the proxy watches the request context), so
+	// the handler returns at once and releases on its way out.
+	return h.release, nil
 }
 
 // heldLease is one request's lease.
