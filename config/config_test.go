@@ -50,6 +50,27 @@ func TestLoadExample(t *testing.T) {
 				ErrorProfile:      "detail",
 				ErrorStatuses:     map[string]int{"quota_exceeded": 403},
 				UpstreamErrorCode: "grpc_error",
+				Input: &InputConfig{
+					MaxBytes: 65536,
+					JSONSchema: map[string]any{
+						"type":       "object",
+						"required":   []any{"text"},
+						"properties": map[string]any{"text": map[string]any{"type": "string"}},
+					},
+					MaxLength: map[string]int{"/text": 200},
+					TextField: "/text",
+				},
+			},
+			{
+				ID:       "stt",
+				Feature:  "stt",
+				Route:    "POST /v1/speech-to-text",
+				Upstream: "http://127.0.0.1:9102",
+				Timeout:  60 * time.Second,
+				Input: &InputConfig{
+					MaxBytes: 104857600,
+					Audio:    &AudioConfig{Field: "file", Formats: []string{"ogg/opus", "webm/opus"}, MinSeconds: 0.5, MaxSeconds: 3600},
+				},
 			},
 			{
 				ID:       "echo-text-backup",

@@ -29,6 +29,18 @@ func TestDomain(t *testing.T) {
 			Profile:           tollgate.ProfileDetail,
 			Statuses:          map[tollgate.Code]int{tollgate.CodeQuotaExceeded: 403},
 			UpstreamErrorCode: tollgate.CodeGRPCError,
+			Input: &tollgate.Input{
+				MaxBytes:  65536,
+				Schema:    []byte(`{"properties":{"text":{"type":"string"}},"required":["text"],"type":"object"}`),
+				MaxLength: map[string]int{"/text": 200},
+				TextField: "/text",
+			},
+		},
+		{
+			ID: "stt", Feature: "stt", Method: "POST", Path: "/v1/speech-to-text",
+			Upstream: "http://127.0.0.1:9102", Timeout: 60 * time.Second, UpstreamErrorCode: tollgate.CodeUpstreamError,
+			Input: &tollgate.Input{MaxBytes: 104857600, Audio: &tollgate.AudioInput{Field: "file",
+				Formats: []string{"ogg/opus", "webm/opus"}, MinSeconds: 0.5, MaxSeconds: 3600}},
 		},
 		{
 			ID: "echo-text-backup", Feature: "text", Method: "POST", Path: "/v1/text-backup",
