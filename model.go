@@ -27,6 +27,8 @@ type Model struct {
 	Statuses map[Code]int
 	// Input holds the input rules (nil: only the default body cap).
 	Input *Input
+	// Meter says how usage is counted and priced (zero: free requests).
+	Meter Meter
 	// UpstreamErrorCode is the code answered when the upstream fails with a
 	// 5xx other than 503: upstream_error (default) or grpc_error.
 	UpstreamErrorCode Code

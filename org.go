@@ -8,6 +8,7 @@ type Org struct {
 	ID        string
 	Name      string
 	PlanID    string
+	Billing   Billing
 	CreatedAt time.Time
 }
 
@@ -24,6 +25,15 @@ type Plan struct {
 	// Features lists the model features the plan includes (e.g. "tts",
 	// "stt"); a model whose feature is absent answers feature_not_enabled.
 	Features []string
+	// BillingRequired: until the org activates billing, charges draw on
+	// FreeCredits, then billing_required.
+	BillingRequired bool
+	// FreeCredits is the one-time grant for orgs without billing.
+	FreeCredits float64
+	// MonthlyCreditCap caps an org's monthly credit limit (0: none).
+	MonthlyCreditCap float64
+	// MonthlyLimits caps units per model per month (0 or absent: none).
+	MonthlyLimits map[string]float64
 }
 
 // HasFeature reports whether the plan includes feature. A model without a
@@ -83,4 +93,22 @@ func (a *Access) Authorize(m *Model) error {
 		return Errorf(CodeFeatureNotEnabled, "Your plan does not include the %s feature.", m.Feature)
 	}
 	return nil
+}
+
+// Budget returns what a request to model m is checked against.
+func (a *Access) Budget(m *Model) Budget {
+	b := Budget{OrgID: a.Org.ID, Model: m.ID, Unit: m.Meter.UnitOrDefault()}
+	if a.Plan.BillingRequired && !a.Org.Billing.Active {
+		b.UsesFreeCredits = true
+		b.FreeCredits = a.Plan.FreeCredits
+	}
+	b.CreditLimit = a.Plan.MonthlyCreditCap
+	if l := a.Org.Billing.MonthlyCreditLimit; l > 0 && (b.CreditLimit == 0 || l < b.CreditLimit) {
+		b.CreditLimit = l
+	}
+	b.UnitLimit = a.Plan.MonthlyLimits[m.ID]
+	if l, ok := a.Org.Billing.MonthlyLimits[m.ID]; ok {
+		b.UnitLimit = l
+	}
+	return b
 }

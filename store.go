@@ -17,6 +17,8 @@ type Store interface {
 	Orgs(ctx context.Context) ([]*Org, error)
 	// SetOrgPlan moves an org to plan (both must exist).
 	SetOrgPlan(ctx context.Context, orgID, planID string) error
+	// SetOrgBilling replaces an org's billing settings.
+	SetOrgBilling(ctx context.Context, orgID string, b Billing) error
 
 	// PutPlan creates or replaces a plan.
 	PutPlan(ctx context.Context, plan *Plan) error
@@ -51,6 +53,8 @@ type Store interface {
 	// Access resolves everything the request path needs for a key hash:
 	// invalid_credential when unknown.
 	Access(ctx context.Context, hash []byte) (*Access, error)
+
+	Ledger
 
 	Close() error
 }
