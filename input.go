@@ -96,4 +96,6 @@ type Facts struct {
 	Characters int
 	// Bytes is the body size.
 	Bytes int64
+	// Summary is a bounded description of the input, for history.
+	Summary string
 }

@@ -62,7 +62,7 @@ func probeADTS(br *bufio.Reader, info Info) (Info, error) {
 	var ref [7]byte
 	copy(ref[:], h)
 	var samples int64
-	err := adtsFrames.walk(br, ref[:], func(_ []byte, s int) { samples += int64(s) })
+	err := adtsFrames.walk(br, ref[:], func(s int) { samples += int64(s) })
 	if err != nil {
 		return info, err
 	}

@@ -220,7 +220,7 @@ func probeMP3(br *bufio.Reader) (Info, error) {
 			return info, nil
 		}
 	}
-	err = mp3Frames.walk(br, ref[:], func(_ []byte, s int) {
+	err = mp3Frames.walk(br, ref[:], func(s int) {
 		frames++
 		samples += int64(s)
 	})

@@ -1,7 +1,1017 @@
 package audio
 
-import "bufio"
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"math"
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// MP4 / M4A (ISO base media file format, QuickTime).
+//
+// probeMP4 walks the boxes in one pass, front to back: moov may come
+// before or after mdat (an mdat is skipped with Discard, remembering where
+// it starts and how many of its bytes are present). The first trak whose
+// hdlr is "soun" is the audio track: mdhd gives its timescale, stsd its
+// codec, sample rate and channels, stts the sample durations, stsz the
+// sample sizes and stco/co64 where its first chunk starts.
+//
+// The duration is the samples actually present, never mvhd/mdhd's
+// duration field: the stts samples (at most stsz's count), cut to those
+// whose bytes the mdat holding the first chunk really has. That cut
+// assumes the track's samples lie back to back from its first chunk (true
+// of audio-only files; with interleaved video it can count samples whose
+// bytes are missing) and, for files of more than 2048 samples, locates the
+// cut between stored checkpoints of the cumulative sizes by the mean
+// sample size there. Fragmented MP4 (moof/traf/trun) adds each fragment's
+// trun durations for the audio track, scaled down by the share of the
+// fragment's sample bytes that its following mdat holds. The first edit's
+// media time (encoder priming) is subtracted, up to 0.1 s; the rest of
+// the edit list is ignored. Codec, rate and channels come from the sample
+// entry, refined by esds (AAC AudioSpecificConfig, MP3 object types) and
+// dOps (Opus).
+
+// mp4Run is a run of stts entries.
+type mp4Run struct{ count, delta int64 }
+
+// mp4Sizes keeps, in bounded memory, enough of a track's sample sizes to
+// tell how many whole samples fit in a number of bytes.
+type mp4Sizes struct {
+	count    int64 // samples
+	total    int64 // bytes
+	constant int64 // the size of every sample, 0 when they vary
+	every    int64 // samples between checkpoints (a power of two)
+	pts      [2048]int64
+	n        int // checkpoints used: pts[i] = bytes before sample i*every
+}
+
+func (s *mp4Sizes) add(size int64) {
+	if s.every == 0 {
+		s.every = 1
+	}
+	if s.count%s.every == 0 {
+		if s.n == len(s.pts) {
+			for i := 0; i < s.n/2; i++ {
+				s.pts[i] = s.pts[2*i]
+			}
+			s.n /= 2
+			s.every *= 2
+		}
+		if s.count%s.every == 0 {
+			s.pts[s.n] = s.total
+			s.n++
+		}
+	}
+	s.total = satAdd(s.total, size)
+	s.count++
+}
+
+// fit returns how many whole samples, from the first, fit in avail bytes.
+func (s *mp4Sizes) fit(avail int64) int64 {
+	switch {
+	case avail >= s.total:
+		return s.count
+	case avail <= 0:
+		return 0
+	case s.constant > 0:
+		return avail / s.constant
+	}
+	j := sort.Search(s.n, func(i int) bool { return s.pts[i] > avail }) - 1
+	if j < 0 {
+		return 0
+	}
+	base := int64(j) * s.every
+	segEnd, segCount := s.total, s.count-base
+	if j+1 < s.n {
+		segEnd, segCount = s.pts[j+1], s.every
+	}
+	if segEnd <= s.pts[j] {
+		return base + segCount
+	}
+	return base + min(mulDiv(avail-s.pts[j], segCount, segEnd-s.pts[j]), segCount)
+}
+
+// mp4Track is what a trak says about itself.
+type mp4Track struct {
+	id        uint32
+	handler   string
+	timescale int64
+	codec     string
+	rate      int
+	channels  int
+
+	sttsSamples int64
+	sttsTicks   int64
+	runs        [256]mp4Run
+	nRuns       int
+	manyRuns    bool // more runs than fit: durations are averaged
+
+	haveSizes  bool
+	sizes      mp4Sizes
+	firstChunk int64 // file offset of the first chunk, -1 none
+	priming    int64 // the first edit's media time, ticks
+}
+
+func (t *mp4Track) reset() {
+	*t = mp4Track{firstChunk: -1}
+}
+
+// ticks returns the duration of the first k samples in timescale units.
+func (t *mp4Track) ticks(k int64) int64 {
+	if k >= t.sttsSamples {
+		return t.sttsTicks
+	}
+	if t.manyRuns {
+		return mulDiv(k, t.sttsTicks, t.sttsSamples)
+	}
+	var d int64
+	for _, r := range t.runs[:t.nRuns] {
+		c := min(r.count, k)
+		d = satAdd(d, satMul(c, r.delta))
+		if k -= c; k == 0 {
+			break
+		}
+	}
+	return d
+}
+
+// mp4Box is an open container box; end is -1 when it runs to the end of
+// the input.
+type mp4Box struct {
+	typ string
+	end int64
+}
+
+// mp4Mdat is an mdat: where its payload starts, where it says it ends
+// (-1: at the end of the input) and where the bytes present end.
+type mp4Mdat struct{ start, end, present int64 }
+
+// mp4Trex is a track's fragment defaults.
+type mp4Trex struct {
+	id         uint32
+	dur, bytes int64
+}
+
+type mp4Parser struct {
+	br    *bufio.Reader
+	pos   int64
+	stack [12]mp4Box
+	depth int
+
+	tracks  [2]mp4Track
+	cur     *mp4Track // the trak being read
+	audio   *mp4Track // the audio track, nil until found
+	moov    int       // 0 none yet, 1 inside, 2 done
+	mdats   [8]mp4Mdat
+	nMdats  int
+	trex    [8]mp4Trex
+	nTrex   int
+	inTraf  bool // inside a traf of the audio track
+	tfDur   int64
+	tfBytes int64
+
+	frag      bool  // a moof awaits its mdat
+	fragTicks int64 // audio in that moof
+	fragBytes int64
+	fragTotal int64 // fragment audio whose bytes were present, ticks
+}
 
 func probeMP4(br *bufio.Reader) (Info, error) {
-	return Info{}, Unsupported("mp4: not implemented")
+	p := &mp4Parser{br: br}
+	p.cur, p.audio = &p.tracks[0], nil
+	info := Info{Format: MP4}
+	if err := p.run(); err != nil {
+		return info, err
+	}
+	if p.moov == 0 {
+		return info, Unsupported("mp4: no moov box: the file is truncated or was never finished.")
+	}
+	if p.moov == 1 {
+		return info, Unsupported("mp4: the moov box is truncated.")
+	}
+	t := p.audio
+	if t == nil {
+		return info, nil // no audio track
+	}
+	info.Codec, info.SampleRate, info.Channels = t.codec, t.rate, t.channels
+	if info.SampleRate == 0 && t.timescale < 1e7 {
+		info.SampleRate = int(t.timescale)
+	}
+	ticks := satAdd(t.ticks(p.present(t)), p.fragTotal)
+	// The edit list's priming (AAC 1024 or 2112 samples, Opus 312) is not
+	// audio; at most 0.1 s of it is trusted, so a forged edit cannot
+	// make a file free.
+	if trim := min(t.priming, t.timescale/10); trim < ticks {
+		ticks -= trim
+	}
+	info.Duration = samplesDuration(ticks, t.timescale)
+	info.HasSamples = info.Duration > 0
+	return info, nil
+}
+
+// present returns how many of the track's samples (by its sample table)
+// have their bytes in the input.
+func (p *mp4Parser) present(t *mp4Track) int64 {
+	n := t.sttsSamples
+	if t.haveSizes {
+		n = min(n, t.sizes.count)
+	}
+	if n == 0 || t.firstChunk < 0 {
+		return 0
+	}
+	for _, m := range p.mdats[:p.nMdats] {
+		if t.firstChunk < m.start || (m.end >= 0 && t.firstChunk >= m.end) {
+			continue
+		}
+		if !t.haveSizes {
+			if t.firstChunk < m.present {
+				return n
+			}
+			return 0
+		}
+		return min(n, t.sizes.fit(m.present-t.firstChunk))
+	}
+	return 0
+}
+
+func errMP4f(format string, args ...any) error {
+	return Unsupported("mp4: "+format+".", args...)
+}
+
+// run walks the boxes to the end of the input.
+func (p *mp4Parser) run() error {
+	for {
+		p.popEnded()
+		start := p.pos
+		h, err := p.read(8)
+		if err != nil {
+			return p.eof(err)
+		}
+		size := int64(binary.BigEndian.Uint32(h))
+		typ := string(h[4:8])
+		end := int64(-1)
+		switch {
+		case size == 1:
+			h, err := p.read(8)
+			if err != nil {
+				return p.eof(err)
+			}
+			large := binary.BigEndian.Uint64(h)
+			if large < 16 || large > math.MaxInt64/2 {
+				return errMP4f("box %q has an invalid size %d at offset %d", printable(typ), large, start)
+			}
+			end = start + int64(large)
+		case size == 0:
+			// runs to the end of its parent or of the input
+		case size < 8:
+			return errMP4f("box %q has an invalid size %d at offset %d", printable(typ), size, start)
+		default:
+			end = start + size
+		}
+		if lim := p.limit(); lim >= 0 {
+			if end < 0 {
+				end = lim
+			} else if end > lim {
+				return errMP4f("box %q overruns its parent at offset %d", printable(typ), start)
+			}
+		}
+		if err := p.box(typ, end); err != nil {
+			return p.eof(err)
+		}
+	}
+}
+
+// eof turns the end of the input into the end of the walk: the boxes
+// that run to the end of the input are complete, the others truncated.
+func (p *mp4Parser) eof(err error) error {
+	if err != io.EOF && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	for p.depth > 0 && (p.stack[p.depth-1].end < 0 || p.pos >= p.stack[p.depth-1].end) {
+		p.pop()
+	}
+	return nil
+}
+
+// box handles a box whose header has been read; end is -1 when it runs
+// to the end of the input.
+func (p *mp4Parser) box(typ string, end int64) error {
+	parent := ""
+	if p.depth > 0 {
+		parent = p.stack[p.depth-1].typ
+	}
+	switch typ {
+	case "moov":
+		if p.moov != 0 {
+			break // a second moov is not read
+		}
+		p.moov = 1
+		return p.push(typ, end)
+	case "trak":
+		if parent != "moov" {
+			break
+		}
+		p.cur.reset()
+		return p.push(typ, end)
+	case "mdia", "minf", "stbl", "mvex", "traf", "edts":
+		return p.push(typ, end)
+	case "moof":
+		p.frag, p.fragTicks, p.fragBytes = true, 0, 0
+		return p.push(typ, end)
+	case "mdat":
+		return p.mdat(end)
+	}
+	rem := int64(math.MaxInt64)
+	if end >= 0 {
+		rem = end - p.pos
+	}
+	var err error
+	switch {
+	case typ == "tkhd" && parent == "trak":
+		err = p.tkhd(rem)
+	case typ == "mdhd" && parent == "mdia":
+		err = p.mdhd(rem)
+	case typ == "hdlr" && parent == "mdia":
+		err = p.hdlr(rem)
+	case typ == "elst" && parent == "edts":
+		err = p.elst(rem)
+	case typ == "stsd" && parent == "stbl":
+		err = p.stsd(rem)
+	case typ == "stts" && parent == "stbl":
+		err = p.stts(rem)
+	case (typ == "stsz" || typ == "stz2") && parent == "stbl":
+		err = p.stsz(typ, rem)
+	case (typ == "stco" || typ == "co64") && parent == "stbl":
+		err = p.stco(typ, rem)
+	case typ == "trex" && parent == "mvex":
+		err = p.trexBox(rem)
+	case typ == "tfhd" && parent == "traf":
+		err = p.tfhd(rem)
+	case typ == "trun" && parent == "traf" && p.inTraf:
+		err = p.trun(rem)
+	}
+	if err != nil {
+		return err
+	}
+	if end < 0 {
+		_, err := skip(p.br, math.MaxInt64)
+		return err
+	}
+	return p.skip(end - p.pos)
+}
+
+// mdat skips an mdat, remembering its bytes present, and settles the
+// fragment that precedes it.
+func (p *mp4Parser) mdat(end int64) error {
+	start := p.pos
+	var err error
+	if end < 0 {
+		var d int64
+		d, err = skip(p.br, math.MaxInt64)
+		p.pos += d
+	} else {
+		err = p.skip(end - p.pos)
+	}
+	if p.nMdats < len(p.mdats) {
+		p.mdats[p.nMdats] = mp4Mdat{start: start, end: end, present: p.pos}
+		p.nMdats++
+	}
+	if p.frag {
+		have := p.pos - start
+		switch {
+		case p.fragBytes <= have:
+			p.fragTotal = satAdd(p.fragTotal, p.fragTicks)
+		default:
+			p.fragTotal = satAdd(p.fragTotal, mulDiv(p.fragTicks, have, p.fragBytes))
+		}
+		p.frag = false
+	}
+	if err == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return err
+}
+
+func (p *mp4Parser) tkhd(rem int64) error {
+	h, err := p.field(rem, 4)
+	if err != nil {
+		return err
+	}
+	rem -= 4
+	skipN := 8
+	if h[0] == 1 {
+		skipN = 16
+	}
+	if err := p.skipField(&rem, skipN); err != nil {
+		return err
+	}
+	b, err := p.field(rem, 4)
+	if err != nil {
+		return err
+	}
+	p.cur.id = binary.BigEndian.Uint32(b)
+	return nil
+}
+
+func (p *mp4Parser) mdhd(rem int64) error {
+	h, err := p.field(rem, 4)
+	if err != nil {
+		return err
+	}
+	rem -= 4
+	skipN := 8
+	if h[0] == 1 {
+		skipN = 16
+	}
+	if err := p.skipField(&rem, skipN); err != nil {
+		return err
+	}
+	b, err := p.field(rem, 4)
+	if err != nil {
+		return err
+	}
+	p.cur.timescale = int64(binary.BigEndian.Uint32(b))
+	return nil
+}
+
+func (p *mp4Parser) hdlr(rem int64) error {
+	if err := p.skipField(&rem, 8); err != nil {
+		return err
+	}
+	b, err := p.field(rem, 4)
+	if err != nil {
+		return err
+	}
+	if string(b) == "soun" {
+		p.cur.handler = "soun"
+	}
+	return nil
+}
+
+// stsd reads the first sample entry's codec, channels and sample rate,
+// refined by its esds (AAC, MP3) or dOps (Opus) box.
+func (p *mp4Parser) stsd(rem int64) error {
+	if err := p.skipField(&rem, 8); err != nil { // version, flags, entry_count
+		return err
+	}
+	if rem < 36 {
+		return nil
+	}
+	b, _ := p.br.Peek(int(min(rem, 1024)))
+	if len(b) < 36 {
+		return io.ErrUnexpectedEOF
+	}
+	if n := binary.BigEndian.Uint32(b); n >= 36 && int64(n) < int64(len(b)) {
+		b = b[:n]
+	}
+	t := p.cur
+	fourcc := string(b[4:8])
+	t.codec = mp4CodecName(fourcc)
+	// AudioSampleEntry after the 8-byte box header: reserved(6)
+	// data_reference_index(2) version(2) revision(2) vendor(4)
+	// channelcount(2) samplesize(2) compression(2) packet size(2)
+	// samplerate(16.16); QuickTime v1 adds 16 bytes, v2 36.
+	e := b[8:]
+	version := binary.BigEndian.Uint16(e[8:])
+	t.channels = int(binary.BigEndian.Uint16(e[16:]))
+	t.rate = int(binary.BigEndian.Uint32(e[24:]) >> 16)
+	children := e[28:]
+	switch version {
+	case 1:
+		children = children[min(16, len(children)):]
+	case 2:
+		if len(e) >= 44 {
+			r := math.Float64frombits(binary.BigEndian.Uint64(e[32:]))
+			if r > 0 && r < 1e7 {
+				t.rate = int(r)
+			}
+			t.channels = int(binary.BigEndian.Uint32(e[40:]))
+		}
+		children = children[min(36, len(children)):]
+	}
+	for len(children) >= 8 {
+		n := int(binary.BigEndian.Uint32(children))
+		if n < 8 || n > len(children) {
+			break
+		}
+		body := children[8:n]
+		switch string(children[4:8]) {
+		case "esds":
+			p.esds(body)
+		case "dOps": // version, OutputChannelCount, PreSkip, InputSampleRate
+			if len(body) >= 8 && body[1] > 0 {
+				t.channels = int(body[1])
+			}
+		}
+		children = children[n:]
+	}
+	if t.channels < 0 || t.channels > 255 {
+		t.channels = 0
+	}
+	return nil
+}
+
+// esds reads an MPEG-4 elementary stream descriptor: the object type
+// (AAC or MP3) and the AudioSpecificConfig's rate and channels.
+func (p *mp4Parser) esds(b []byte) {
+	if len(b) < 4 {
+		return
+	}
+	b = b[4:] // version, flags
+	desc := func(b []byte) (tag byte, body, rest []byte, ok bool) {
+		if len(b) < 2 {
+			return 0, nil, nil, false
+		}
+		tag, b = b[0], b[1:]
+		n := 0
+		for i := 0; i < 4; i++ {
+			if len(b) == 0 {
+				return 0, nil, nil, false
+			}
+			c := b[0]
+			b = b[1:]
+			n = n<<7 | int(c&0x7F)
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		if n > len(b) {
+			n = len(b) // a descriptor cut by its box: read what is there
+		}
+		return tag, b[:n], b[n:], true
+	}
+	tag, es, _, ok := desc(b)
+	if !ok || tag != 0x03 || len(es) < 3 {
+		return
+	}
+	flags := es[2]
+	es = es[3:]
+	if flags&0x80 != 0 { // dependsOn_ES_ID
+		es = es[min(2, len(es)):]
+	}
+	if flags&0x40 != 0 && len(es) > 0 { // URL
+		es = es[min(1+int(es[0]), len(es)):]
+	}
+	if flags&0x20 != 0 { // OCR_ES_Id
+		es = es[min(2, len(es)):]
+	}
+	tag, dc, _, ok := desc(es)
+	if !ok || tag != 0x04 || len(dc) < 13 {
+		return
+	}
+	t := p.cur
+	switch dc[0] {
+	case 0x69, 0x6B:
+		t.codec = "mp3"
+		return
+	case 0x40, 0x66, 0x67, 0x68:
+		t.codec = "aac"
+	default:
+		return
+	}
+	tag, asc, _, ok := desc(dc[13:])
+	if !ok || tag != 0x05 {
+		return
+	}
+	if rate, ch, ok := parseASC(asc); ok {
+		if t.rate == 0 {
+			t.rate = rate
+		}
+		if ch > 0 {
+			t.channels = ch
+		}
+	}
+}
+
+// parseASC reads the sample rate and channel count of an MPEG-4
+// AudioSpecificConfig (channels 0: given elsewhere).
+func parseASC(b []byte) (rate, channels int, ok bool) {
+	var pos int
+	get := func(n int) int {
+		v := 0
+		for i := 0; i < n; i++ {
+			if pos/8 >= len(b) {
+				ok = false
+				return 0
+			}
+			v = v<<1 | int(b[pos/8]>>(7-pos%8)&1)
+			pos++
+		}
+		return v
+	}
+	ok = true
+	if get(5) == 31 {
+		get(6)
+	}
+	if i := get(4); i == 15 {
+		rate = get(24)
+	} else if i < len(adtsRates) {
+		rate = adtsRates[i]
+	}
+	switch c := get(4); {
+	case c == 7:
+		channels = 8
+	case c < 7:
+		channels = c
+	}
+	return rate, channels, ok
+}
+
+// elst reads the first edit's media time: the encoder priming to skip.
+func (p *mp4Parser) elst(rem int64) error {
+	h, err := p.field(rem, 8)
+	if err != nil {
+		return err
+	}
+	rem -= 8
+	w := 12
+	if h[0] == 1 {
+		w = 20
+	}
+	for n := binary.BigEndian.Uint32(h[4:]); n > 0 && rem >= int64(w); n-- {
+		b, err := p.field(rem, w)
+		if err != nil {
+			return err
+		}
+		rem -= int64(w)
+		var mt int64
+		if w == 12 {
+			mt = int64(int32(binary.BigEndian.Uint32(b[4:])))
+		} else {
+			mt = int64(binary.BigEndian.Uint64(b[8:]))
+		}
+		if mt != -1 { // -1 is an empty edit (a delay), not a skip
+			p.cur.priming = max(mt, 0)
+			break
+		}
+	}
+	return nil
+}
+
+func (p *mp4Parser) stts(rem int64) error {
+	n, err := p.entries(&rem, 8)
+	if err != nil {
+		return err
+	}
+	t := p.cur
+	t.sttsSamples, t.sttsTicks, t.nRuns, t.manyRuns = 0, 0, 0, false
+	return p.each(n, 8, func(e []byte) {
+		c := int64(binary.BigEndian.Uint32(e))
+		d := int64(binary.BigEndian.Uint32(e[4:]))
+		t.sttsSamples = satAdd(t.sttsSamples, c)
+		t.sttsTicks = satAdd(t.sttsTicks, satMul(c, d))
+		if t.nRuns < len(t.runs) {
+			t.runs[t.nRuns] = mp4Run{c, d}
+			t.nRuns++
+		} else {
+			t.manyRuns = true
+		}
+	})
+}
+
+func (p *mp4Parser) stsz(typ string, rem int64) error {
+	t := p.cur
+	t.haveSizes = true
+	t.sizes = mp4Sizes{}
+	h, err := p.field(rem, 12)
+	if err != nil {
+		return err
+	}
+	rem -= 12
+	count := int64(binary.BigEndian.Uint32(h[8:]))
+	if typ == "stsz" {
+		if size := int64(binary.BigEndian.Uint32(h[4:])); size != 0 {
+			t.sizes.count, t.sizes.constant = count, size
+			t.sizes.total = satMul(count, size)
+			return nil
+		}
+		if count > rem/4 {
+			return errMP4f("stsz lists %d samples in %d bytes", count, rem)
+		}
+		return p.each(count, 4, func(e []byte) { t.sizes.add(int64(binary.BigEndian.Uint32(e))) })
+	}
+	// stz2: 4-, 8- or 16-bit sizes
+	switch bitsPer := h[7]; bitsPer {
+	case 4:
+		if (count+1)/2 > rem {
+			return errMP4f("stz2 lists %d samples in %d bytes", count, rem)
+		}
+		left := count
+		return p.each((count+1)/2, 1, func(e []byte) {
+			t.sizes.add(int64(e[0] >> 4))
+			if left--; left > 0 {
+				t.sizes.add(int64(e[0] & 0xF))
+				left--
+			}
+		})
+	case 8, 16:
+		w := int(bitsPer / 8)
+		if count > rem/int64(w) {
+			return errMP4f("stz2 lists %d samples in %d bytes", count, rem)
+		}
+		return p.each(count, w, func(e []byte) {
+			if w == 1 {
+				t.sizes.add(int64(e[0]))
+			} else {
+				t.sizes.add(int64(binary.BigEndian.Uint16(e)))
+			}
+		})
+	default:
+		return errMP4f("stz2 has a field size of %d bits", bitsPer)
+	}
+}
+
+func (p *mp4Parser) stco(typ string, rem int64) error {
+	w := 4
+	if typ == "co64" {
+		w = 8
+	}
+	n, err := p.entries(&rem, w)
+	if err != nil || n == 0 {
+		return err
+	}
+	b, err := p.field(rem, w)
+	if err != nil {
+		return err
+	}
+	if w == 4 {
+		p.cur.firstChunk = int64(binary.BigEndian.Uint32(b))
+	} else if off := binary.BigEndian.Uint64(b); off <= math.MaxInt64/2 {
+		p.cur.firstChunk = int64(off)
+	}
+	return nil
+}
+
+func (p *mp4Parser) trexBox(rem int64) error {
+	b, err := p.field(rem, 20)
+	if err != nil {
+		return err
+	}
+	if p.nTrex < len(p.trex) {
+		p.trex[p.nTrex] = mp4Trex{
+			id:    binary.BigEndian.Uint32(b[4:]),
+			dur:   int64(binary.BigEndian.Uint32(b[12:])),
+			bytes: int64(binary.BigEndian.Uint32(b[16:])),
+		}
+		p.nTrex++
+	}
+	return nil
+}
+
+func (p *mp4Parser) tfhd(rem int64) error {
+	p.inTraf = false
+	if p.audio == nil {
+		return nil
+	}
+	h, err := p.field(rem, 8)
+	if err != nil {
+		return err
+	}
+	rem -= 8
+	flags := binary.BigEndian.Uint32(h) & 0xFFFFFF
+	if binary.BigEndian.Uint32(h[4:]) != p.audio.id {
+		return nil
+	}
+	p.inTraf = true
+	p.tfDur, p.tfBytes = 0, 0
+	for _, x := range p.trex[:p.nTrex] {
+		if x.id == p.audio.id {
+			p.tfDur, p.tfBytes = x.dur, x.bytes
+		}
+	}
+	if flags&0x01 != 0 { // base_data_offset
+		if err := p.skipField(&rem, 8); err != nil {
+			return err
+		}
+	}
+	if flags&0x02 != 0 { // sample_description_index
+		if err := p.skipField(&rem, 4); err != nil {
+			return err
+		}
+	}
+	if flags&0x08 != 0 {
+		b, err := p.field(rem, 4)
+		if err != nil {
+			return err
+		}
+		rem -= 4
+		p.tfDur = int64(binary.BigEndian.Uint32(b))
+	}
+	if flags&0x10 != 0 {
+		b, err := p.field(rem, 4)
+		if err != nil {
+			return err
+		}
+		p.tfBytes = int64(binary.BigEndian.Uint32(b))
+	}
+	return nil
+}
+
+func (p *mp4Parser) trun(rem int64) error {
+	h, err := p.field(rem, 8)
+	if err != nil {
+		return err
+	}
+	rem -= 8
+	flags := binary.BigEndian.Uint32(h) & 0xFFFFFF
+	count := int64(binary.BigEndian.Uint32(h[4:]))
+	if flags&0x01 != 0 { // data_offset
+		if err := p.skipField(&rem, 4); err != nil {
+			return err
+		}
+	}
+	if flags&0x04 != 0 { // first_sample_flags
+		if err := p.skipField(&rem, 4); err != nil {
+			return err
+		}
+	}
+	w := 4 * bits.OnesCount32(flags&0xF00)
+	if w == 0 {
+		p.fragTicks = satAdd(p.fragTicks, satMul(count, p.tfDur))
+		p.fragBytes = satAdd(p.fragBytes, satMul(count, p.tfBytes))
+		return nil
+	}
+	if count > rem/int64(w) {
+		return errMP4f("trun lists %d samples in %d bytes", count, rem)
+	}
+	return p.each(count, w, func(e []byte) {
+		d, s := p.tfDur, p.tfBytes
+		if flags&0x100 != 0 {
+			d = int64(binary.BigEndian.Uint32(e))
+			e = e[4:]
+		}
+		if flags&0x200 != 0 {
+			s = int64(binary.BigEndian.Uint32(e))
+		}
+		p.fragTicks = satAdd(p.fragTicks, d)
+		p.fragBytes = satAdd(p.fragBytes, s)
+	})
+}
+
+// mp4CodecName maps a sample entry's type to a codec name.
+func mp4CodecName(fourcc string) string {
+	switch fourcc {
+	case "mp4a":
+		return "aac"
+	case "Opus":
+		return "opus"
+	case "alac":
+		return "alac"
+	case "fLaC":
+		return "flac"
+	case ".mp3":
+		return "mp3"
+	case "ac-3":
+		return "ac3"
+	case "ec-3":
+		return "eac3"
+	case "samr":
+		return "amr_nb"
+	case "sawb":
+		return "amr_wb"
+	case "sowt":
+		return "pcm_s16le"
+	case "twos":
+		return "pcm_s16be"
+	case "ulaw":
+		return "pcm_mulaw"
+	case "alaw":
+		return "pcm_alaw"
+	case "lpcm", "ipcm", "fpcm":
+		return "pcm"
+	}
+	return strings.ToLower(strings.TrimSpace(printable(fourcc)))
+}
+
+// printable replaces the non-printable bytes of a box type.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7E {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func (p *mp4Parser) push(typ string, end int64) error {
+	if p.depth == len(p.stack) {
+		return errMP4f("boxes nested too deep")
+	}
+	p.stack[p.depth] = mp4Box{typ: typ, end: end}
+	p.depth++
+	return nil
+}
+
+// pop closes the innermost open box.
+func (p *mp4Parser) pop() {
+	p.depth--
+	switch p.stack[p.depth].typ {
+	case "moov":
+		p.moov = 2
+	case "trak":
+		if p.audio == nil && p.cur.handler == "soun" {
+			p.audio, p.cur = p.cur, &p.tracks[1]
+		}
+	case "traf":
+		p.inTraf = false
+	}
+}
+
+func (p *mp4Parser) popEnded() {
+	for p.depth > 0 && p.stack[p.depth-1].end >= 0 && p.pos >= p.stack[p.depth-1].end {
+		p.pop()
+	}
+}
+
+// limit is the end of the innermost open box of known size, -1 none.
+func (p *mp4Parser) limit() int64 {
+	for i := p.depth - 1; i >= 0; i-- {
+		if p.stack[i].end >= 0 {
+			return p.stack[i].end
+		}
+	}
+	return -1
+}
+
+// read returns the next n bytes (n <= the buffer size), valid until the
+// next read.
+func (p *mp4Parser) read(n int) ([]byte, error) {
+	b, err := p.br.Peek(n)
+	if len(b) < n {
+		if len(b) == 0 && err == io.EOF {
+			return nil, io.EOF
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	p.br.Discard(n)
+	p.pos += int64(n)
+	return b, nil
+}
+
+func (p *mp4Parser) skip(n int64) error {
+	d, err := skip(p.br, n)
+	p.pos += d
+	return err
+}
+
+// field reads n bytes of a box with rem bytes left.
+func (p *mp4Parser) field(rem int64, n int) ([]byte, error) {
+	if rem < int64(n) {
+		return nil, errMP4f("a box is too short for its fields")
+	}
+	b, err := p.read(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return b, err
+}
+
+// skipField skips n bytes of a box with *rem bytes left.
+func (p *mp4Parser) skipField(rem *int64, n int) error {
+	if *rem < int64(n) {
+		return errMP4f("a box is too short for its fields")
+	}
+	*rem -= int64(n)
+	return p.skip(int64(n))
+}
+
+// entries reads a full box's version, flags and entry count, checking
+// that count entries of w bytes fit in the box.
+func (p *mp4Parser) entries(rem *int64, w int) (int64, error) {
+	b, err := p.field(*rem, 8)
+	if err != nil {
+		return 0, err
+	}
+	*rem -= 8
+	n := int64(binary.BigEndian.Uint32(b[4:]))
+	if n > *rem/int64(w) {
+		return 0, errMP4f("a table lists %d entries in %d bytes", n, *rem)
+	}
+	return n, nil
+}
+
+// each calls fn on n entries of w bytes, reading them in batches.
+func (p *mp4Parser) each(n int64, w int, fn func([]byte)) error {
+	per := int64(4096 / w)
+	for n > 0 {
+		k := min(n, per)
+		b, err := p.read(int(k) * w)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		for i := 0; i < int(k); i++ {
+			fn(b[i*w : i*w+w])
+		}
+		n -= k
+	}
+	return nil
 }

@@ -36,14 +36,15 @@ import (
 
 // Defaults for settings left out of the file.
 const (
-	DefaultListen        = "127.0.0.1:8080"
-	DefaultStore         = "sqlite://tollgate.db"
-	DefaultLimiter       = Memory
-	DefaultKeyCacheTTL   = 2 * time.Second
-	DefaultLeaseTTL      = 15 * time.Second
-	DefaultShutdownGrace = 30 * time.Second
-	DefaultErrorProfile  = tollgate.ProfileTollgate
-	DefaultKeyPrefix     = tollgate.DefaultKeyPrefix
+	DefaultListen           = "127.0.0.1:8080"
+	DefaultStore            = "sqlite://tollgate.db"
+	DefaultLimiter          = Memory
+	DefaultKeyCacheTTL      = 2 * time.Second
+	DefaultLeaseTTL         = 15 * time.Second
+	DefaultShutdownGrace    = 30 * time.Second
+	DefaultHistoryRetention = 30 * 24 * time.Hour
+	DefaultErrorProfile     = tollgate.ProfileTollgate
+	DefaultKeyPrefix        = tollgate.DefaultKeyPrefix
 )
 
 // Config is a deployment's configuration. Parse and Load fill the defaults;
@@ -70,6 +71,8 @@ type Config struct {
 	// ShutdownGrace bounds how long in-flight requests may finish on
 	// shutdown; 0 stops at once.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" koanf:"shutdown_grace"`
+	// HistoryRetention is how long history items are kept. Default: 720h.
+	HistoryRetention time.Duration `yaml:"history_retention" koanf:"history_retention"`
 	// ErrorProfile is the deployment's error envelope (tollgate.ProfileNames).
 	ErrorProfile string `yaml:"error_profile" koanf:"error_profile"`
 	// ErrorStatuses remaps HTTP statuses per error code.
@@ -105,6 +108,8 @@ type ModelConfig struct {
 	UpstreamErrorCode string `yaml:"upstream_error_code,omitempty" koanf:"upstream_error_code"`
 	// Input holds the model's input rules (optional).
 	Input *InputConfig `yaml:"input,omitempty" koanf:"input"`
+	// Meter says how usage is counted and priced (default: requests, free).
+	Meter *MeterConfig `yaml:"meter,omitempty" koanf:"meter"`
 }
 
 // patterns returns the model's routes, Route first.
@@ -127,20 +132,31 @@ type PlanConfig struct {
 	ModelConcurrency map[string]int `yaml:"model_concurrency,omitempty" koanf:"model_concurrency"`
 	// Features lists the model features included; "*" is all.
 	Features []string `yaml:"features,omitempty" koanf:"features"`
+	// BillingRequired: orgs without billing draw on FreeCredits, then get
+	// billing_required (402).
+	BillingRequired bool `yaml:"billing_required,omitempty" koanf:"billing_required"`
+	// FreeCredits is the one-time grant for orgs without billing.
+	FreeCredits float64 `yaml:"free_credits,omitempty" koanf:"free_credits"`
+	// MonthlyCreditCap caps credits per org per month (0: none); an org's
+	// own limit may only be lower.
+	MonthlyCreditCap float64 `yaml:"monthly_credit_cap,omitempty" koanf:"monthly_credit_cap"`
+	// MonthlyLimits caps units per model per org per month.
+	MonthlyLimits map[string]float64 `yaml:"monthly_limits,omitempty" koanf:"monthly_limits"`
 }
 
 // defaults returns a Config holding every default; decoding overwrites the
 // settings present, so an explicit value (even 0s) is kept.
 func defaults() Config {
 	return Config{
-		Listen:        DefaultListen,
-		Store:         DefaultStore,
-		Limiter:       DefaultLimiter,
-		KeyPrefix:     DefaultKeyPrefix,
-		KeyCacheTTL:   DefaultKeyCacheTTL,
-		LeaseTTL:      DefaultLeaseTTL,
-		ShutdownGrace: DefaultShutdownGrace,
-		ErrorProfile:  DefaultErrorProfile,
+		Listen:           DefaultListen,
+		Store:            DefaultStore,
+		Limiter:          DefaultLimiter,
+		KeyPrefix:        DefaultKeyPrefix,
+		KeyCacheTTL:      DefaultKeyCacheTTL,
+		LeaseTTL:         DefaultLeaseTTL,
+		ShutdownGrace:    DefaultShutdownGrace,
+		HistoryRetention: DefaultHistoryRetention,
+		ErrorProfile:     DefaultErrorProfile,
 	}
 }
 
@@ -207,4 +223,15 @@ func Parse(data []byte, environ []string) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// MeterConfig is a model's meter (`meter:`).
+type MeterConfig struct {
+	// Unit: requests (default), audio_seconds or characters.
+	Unit string `yaml:"unit,omitempty" koanf:"unit"`
+	// Price in credits per unit (default 0).
+	Price float64 `yaml:"price,omitempty" koanf:"price"`
+	// TrustUpstream takes the actual quantity from the upstream's
+	// Tollgate-Usage response header.
+	TrustUpstream bool `yaml:"trust_upstream,omitempty" koanf:"trust_upstream"`
 }

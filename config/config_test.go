@@ -27,17 +27,18 @@ func TestLoadExample(t *testing.T) {
 		t.Fatalf("Load(%s): %v", examplePath, err)
 	}
 	want := &Config{
-		Listen:        "127.0.0.1:8080",
-		Store:         "sqlite://data/tollgate.db",
-		Limiter:       "memory",
-		AdminToken:    "change-me-admin-token-0123456789",
-		KeySecret:     "change-me-key-secret-0123456789",
-		KeyPrefix:     "tg_live_",
-		KeyCacheTTL:   2 * time.Second,
-		LeaseTTL:      15 * time.Second,
-		ShutdownGrace: 30 * time.Second,
-		ErrorProfile:  "tollgate",
-		ErrorStatuses: map[string]int{"missing_credential": 400},
+		Listen:           "127.0.0.1:8080",
+		Store:            "sqlite://data/tollgate.db",
+		Limiter:          "memory",
+		AdminToken:       "change-me-admin-token-0123456789",
+		KeySecret:        "change-me-key-secret-0123456789",
+		KeyPrefix:        "tg_live_",
+		KeyCacheTTL:      2 * time.Second,
+		LeaseTTL:         15 * time.Second,
+		ShutdownGrace:    30 * time.Second,
+		HistoryRetention: 720 * time.Hour,
+		ErrorProfile:     "tollgate",
+		ErrorStatuses:    map[string]int{"missing_credential": 400},
 		Models: []ModelConfig{
 			{
 				ID:                "echo-text",
@@ -110,18 +111,19 @@ plans:
 		t.Fatal(err)
 	}
 	want := &Config{
-		Listen:        DefaultListen,
-		Store:         DefaultStore,
-		Limiter:       DefaultLimiter,
-		AdminToken:    "admin-token-0123456789",
-		KeySecret:     "key-secret-0123456789",
-		KeyPrefix:     tollgate.DefaultKeyPrefix,
-		KeyCacheTTL:   2 * time.Second,
-		LeaseTTL:      15 * time.Second,
-		ShutdownGrace: 30 * time.Second,
-		ErrorProfile:  tollgate.ProfileTollgate,
-		Models:        []ModelConfig{{ID: "m", Route: "GET /m", Upstream: "https://models.internal", Timeout: tollgate.DefaultTimeout}},
-		Plans:         []PlanConfig{{ID: "p", RPM: 10}},
+		Listen:           DefaultListen,
+		Store:            DefaultStore,
+		Limiter:          DefaultLimiter,
+		AdminToken:       "admin-token-0123456789",
+		KeySecret:        "key-secret-0123456789",
+		KeyPrefix:        tollgate.DefaultKeyPrefix,
+		KeyCacheTTL:      2 * time.Second,
+		LeaseTTL:         15 * time.Second,
+		ShutdownGrace:    30 * time.Second,
+		HistoryRetention: 720 * time.Hour,
+		ErrorProfile:     tollgate.ProfileTollgate,
+		Models:           []ModelConfig{{ID: "m", Route: "GET /m", Upstream: "https://models.internal", Timeout: tollgate.DefaultTimeout}},
+		Plans:            []PlanConfig{{ID: "p", RPM: 10}},
 	}
 	if diff := cmp.Diff(got, want, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("Parse (-got +want):\n%s", diff)
@@ -179,17 +181,18 @@ error_statuses:
 		t.Fatal(err)
 	}
 	want := &Config{
-		Listen:        "0.0.0.0:9000",
-		Store:         "postgres://tollgate:pw@db:5432/tollgate",
-		Limiter:       "redis://cache:6379/2",
-		AdminToken:    "env-admin-token-0123",
-		KeySecret:     "env-key-secret-0123",
-		KeyPrefix:     "acme_",
-		KeyCacheTTL:   time.Second,
-		LeaseTTL:      20 * time.Second,
-		ShutdownGrace: 0,
-		ErrorProfile:  "code",
-		ErrorStatuses: map[string]int{"missing_credential": 401, "quota_exceeded": 403, "rate_limit_exceeded": 503},
+		Listen:           "0.0.0.0:9000",
+		Store:            "postgres://tollgate:pw@db:5432/tollgate",
+		Limiter:          "redis://cache:6379/2",
+		AdminToken:       "env-admin-token-0123",
+		KeySecret:        "env-key-secret-0123",
+		KeyPrefix:        "acme_",
+		KeyCacheTTL:      time.Second,
+		LeaseTTL:         20 * time.Second,
+		ShutdownGrace:    0,
+		HistoryRetention: 720 * time.Hour,
+		ErrorProfile:     "code",
+		ErrorStatuses:    map[string]int{"missing_credential": 401, "quota_exceeded": 403, "rate_limit_exceeded": 503},
 	}
 	if diff := cmp.Diff(got, want, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("Parse (-got +want):\n%s", diff)
@@ -558,6 +561,7 @@ func TestValidateHandBuilt(t *testing.T) {
 	want := []string{
 		"admin_token: required",
 		"error_profile: unknown profile \"\" (want tollgate, detail, numeric, code)",
+		"history_retention: must be positive",
 		"key_cache_ttl: must be positive",
 		"key_prefix: \"\": want 2 to 32 letters, digits or '_'",
 		"key_secret: required",

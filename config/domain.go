@@ -33,6 +33,7 @@ func (c *Config) DomainModels() []*tollgate.Model {
 				Statuses:          codes(m.ErrorStatuses),
 				UpstreamErrorCode: code,
 				Input:             domainInput(m.Input),
+				Meter:             domainMeter(m.Meter),
 			})
 		}
 	}
@@ -49,6 +50,10 @@ func (c *Config) DomainPlans() []*tollgate.Plan {
 			Concurrency:      p.Concurrency,
 			ModelConcurrency: maps.Clone(p.ModelConcurrency),
 			Features:         slices.Clone(p.Features),
+			BillingRequired:  p.BillingRequired,
+			FreeCredits:      p.FreeCredits,
+			MonthlyCreditCap: p.MonthlyCreditCap,
+			MonthlyLimits:    maps.Clone(p.MonthlyLimits),
 		})
 	}
 	return out
@@ -58,4 +63,11 @@ func (c *Config) DomainPlans() []*tollgate.Plan {
 // A model's own profile is Profile().WithOverrides(m.Profile, m.Statuses).
 func (c *Config) Profile() tollgate.Profile {
 	return tollgate.Profile{Name: c.ErrorProfile, Statuses: codes(c.ErrorStatuses)}
+}
+
+func domainMeter(m *MeterConfig) tollgate.Meter {
+	if m == nil {
+		return tollgate.Meter{}
+	}
+	return tollgate.Meter{Unit: tollgate.Unit(m.Unit), Price: m.Price, TrustUpstream: m.TrustUpstream}
 }

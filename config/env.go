@@ -16,16 +16,17 @@ const EnvPrefix = "TOLLGATE_"
 // envScalars are the top-level settings an environment variable may set:
 // TOLLGATE_ + the key in upper case. true marks a duration.
 var envScalars = map[string]bool{
-	"listen":         false,
-	"store":          false,
-	"limiter":        false,
-	"admin_token":    false,
-	"key_secret":     false,
-	"key_prefix":     false,
-	"error_profile":  false,
-	"key_cache_ttl":  true,
-	"lease_ttl":      true,
-	"shutdown_grace": true,
+	"listen":            false,
+	"store":             false,
+	"limiter":           false,
+	"admin_token":       false,
+	"key_secret":        false,
+	"key_prefix":        false,
+	"error_profile":     false,
+	"key_cache_ttl":     true,
+	"lease_ttl":         true,
+	"shutdown_grace":    true,
+	"history_retention": true,
 }
 
 // envProvider reads the overrides in environ (KEY=VALUE entries, as

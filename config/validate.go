@@ -64,6 +64,7 @@ func (c *Config) problems() []*fieldError {
 	p.duration("key_cache_ttl", c.KeyCacheTTL, false)
 	p.duration("lease_ttl", c.LeaseTTL, false)
 	p.duration("shutdown_grace", c.ShutdownGrace, true)
+	p.duration("history_retention", c.HistoryRetention, false)
 	p.profile("error_profile", c.ErrorProfile, false)
 	p.statuses("error_statuses", c.ErrorStatuses)
 
@@ -141,6 +142,20 @@ func (p *problems) model(i int, m *ModelConfig, ids map[string]int) []route {
 	p.profile(at("error_profile"), m.ErrorProfile, true)
 	p.statuses(at("error_statuses"), m.ErrorStatuses)
 	p.input(at, m.Input)
+	if mt := m.Meter; mt != nil {
+		if mt.Unit != "" && !tollgate.ValidUnit(tollgate.Unit(mt.Unit)) {
+			p.addf(at("meter.unit"), "%q: want requests, audio_seconds or characters", mt.Unit)
+		}
+		if mt.Price < 0 {
+			p.addf(at("meter.price"), "must be >= 0")
+		}
+		if tollgate.Unit(mt.Unit) == tollgate.UnitAudioSeconds && (m.Input == nil || m.Input.Audio == nil) && !mt.TrustUpstream {
+			p.addf(at("meter.unit"), "audio_seconds needs input.audio (the duration is measured from the upload) or trust_upstream")
+		}
+		if tollgate.Unit(mt.Unit) == tollgate.UnitCharacters && (m.Input == nil || m.Input.TextField == "") && !mt.TrustUpstream {
+			p.addf(at("meter.unit"), "characters needs input.text_field (the text that is counted) or trust_upstream")
+		}
+	}
 	switch tollgate.Code(m.UpstreamErrorCode) {
 	case "", tollgate.CodeUpstreamError, tollgate.CodeGRPCError:
 	default:
@@ -170,6 +185,21 @@ func (p *problems) plan(i int, pl *PlanConfig, ids, models map[string]int) {
 	for k, f := range pl.Features {
 		if f != "*" && !idPattern.MatchString(f) {
 			p.addf(at(fmt.Sprintf("features[%d]", k)), "%q: want \"*\" or %s", f, idRule)
+		}
+	}
+	if pl.FreeCredits < 0 {
+		p.addf(at("free_credits"), "must be >= 0")
+	}
+	if pl.MonthlyCreditCap < 0 {
+		p.addf(at("monthly_credit_cap"), "must be >= 0 (0 = none)")
+	}
+	for _, model := range sortedKeys(pl.MonthlyLimits) {
+		field := at(fmt.Sprintf("monthly_limits[%s]", model))
+		if _, ok := models[model]; !ok {
+			p.addf(field, "unknown model %q", model)
+		}
+		if n := pl.MonthlyLimits[model]; n < 0 {
+			p.addf(field, "must be >= 0 (0 = none)")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,9 @@ func (s *Server) registerAdmin(mux *http.ServeMux) error {
 	h("POST /admin/keys/{id}/revoke", s.revokeKey)
 	h("POST /admin/keys/{id}/rotate", s.rotateKey)
 	h("GET /admin/models", s.listModels)
+	h("PUT /admin/orgs/{id}/billing", s.setBilling)
+	h("GET /admin/orgs/{id}/usage", s.orgUsage)
+	h("POST /admin/usage/rebuild", s.rebuildUsage)
 	return errors.Join(errs...)
 }
 
@@ -112,11 +116,15 @@ func (f fieldErrors) err() error {
 // Plans.
 
 type planJSON struct {
-	ID               string         `json:"id"`
-	RPM              int            `json:"rpm"`
-	Concurrency      int            `json:"concurrency"`
-	ModelConcurrency map[string]int `json:"model_concurrency,omitempty"`
-	Features         []string       `json:"features"`
+	ID               string             `json:"id"`
+	RPM              int                `json:"rpm"`
+	Concurrency      int                `json:"concurrency"`
+	ModelConcurrency map[string]int     `json:"model_concurrency,omitempty"`
+	Features         []string           `json:"features"`
+	BillingRequired  bool               `json:"billing_required"`
+	FreeCredits      float64            `json:"free_credits"`
+	MonthlyCreditCap float64            `json:"monthly_credit_cap"`
+	MonthlyLimits    map[string]float64 `json:"monthly_limits,omitempty"`
 }
 
 func toPlanJSON(p *tollgate.Plan) planJSON {
@@ -124,7 +132,8 @@ func toPlanJSON(p *tollgate.Plan) planJSON {
 	if f == nil {
 		f = []string{}
 	}
-	return planJSON{ID: p.ID, RPM: p.RPM, Concurrency: p.Concurrency, ModelConcurrency: p.ModelConcurrency, Features: f}
+	return planJSON{ID: p.ID, RPM: p.RPM, Concurrency: p.Concurrency, ModelConcurrency: p.ModelConcurrency, Features: f,
+		BillingRequired: p.BillingRequired, FreeCredits: p.FreeCredits, MonthlyCreditCap: p.MonthlyCreditCap, MonthlyLimits: p.MonthlyLimits}
 }
 
 func (s *Server) listPlans(w http.ResponseWriter, r *http.Request) error {
@@ -173,10 +182,25 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) error {
 			fe.add("model_concurrency."+m, "must be >= 0")
 		}
 	}
+	if in.FreeCredits < 0 {
+		fe.add("free_credits", "must be >= 0")
+	}
+	if in.MonthlyCreditCap < 0 {
+		fe.add("monthly_credit_cap", "must be >= 0 (0 = none)")
+	}
+	for m, n := range in.MonthlyLimits {
+		if _, ok := s.models[m]; !ok {
+			fe.add("monthly_limits."+m, "unknown model")
+		}
+		if n < 0 {
+			fe.add("monthly_limits."+m, "must be >= 0")
+		}
+	}
 	if err := fe.err(); err != nil {
 		return err
 	}
-	p := &tollgate.Plan{ID: in.ID, RPM: in.RPM, Concurrency: in.Concurrency, ModelConcurrency: in.ModelConcurrency, Features: in.Features}
+	p := &tollgate.Plan{ID: in.ID, RPM: in.RPM, Concurrency: in.Concurrency, ModelConcurrency: in.ModelConcurrency, Features: in.Features,
+		BillingRequired: in.BillingRequired, FreeCredits: in.FreeCredits, MonthlyCreditCap: in.MonthlyCreditCap, MonthlyLimits: in.MonthlyLimits}
 	if err := s.Store.PutPlan(r.Context(), p); err != nil {
 		return err
 	}
@@ -188,14 +212,98 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) error {
 // Orgs.
 
 type orgJSON struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Plan      string    `json:"plan"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string      `json:"id"`
+	Name      string      `json:"name"`
+	Plan      string      `json:"plan"`
+	Billing   billingJSON `json:"billing"`
+	CreatedAt time.Time   `json:"created_at"`
+}
+
+type billingJSON struct {
+	Active             bool               `json:"active"`
+	MonthlyCreditLimit float64            `json:"monthly_credit_limit"`
+	MonthlyLimits      map[string]float64 `json:"monthly_limits,omitempty"`
 }
 
 func toOrgJSON(o *tollgate.Org) orgJSON {
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.PlanID, CreatedAt: o.CreatedAt.UTC()}
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.PlanID, CreatedAt: o.CreatedAt.UTC(), Billing: billingJSON{
+		Active: o.Billing.Active, MonthlyCreditLimit: o.Billing.MonthlyCreditLimit, MonthlyLimits: o.Billing.MonthlyLimits}}
+}
+
+// setBilling replaces an org's billing settings; its monthly credit limit
+// may not exceed the plan's cap.
+func (s *Server) setBilling(w http.ResponseWriter, r *http.Request) error {
+	var in billingJSON
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	o, err := s.Store.Org(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	plan, err := s.Store.Plan(r.Context(), o.PlanID)
+	if err != nil {
+		return err
+	}
+	var fe fieldErrors
+	switch {
+	case in.MonthlyCreditLimit < 0:
+		fe.add("monthly_credit_limit", "must be >= 0 (0 = the plan's cap)")
+	case plan.MonthlyCreditCap > 0 && in.MonthlyCreditLimit > plan.MonthlyCreditCap:
+		fe.add("monthly_credit_limit", fmt.Sprintf("%g is above the plan's cap of %g credits", in.MonthlyCreditLimit, plan.MonthlyCreditCap))
+	}
+	for m, n := range in.MonthlyLimits {
+		if _, ok := s.models[m]; !ok {
+			fe.add("monthly_limits."+m, "unknown model")
+		}
+		if n < 0 {
+			fe.add("monthly_limits."+m, "must be >= 0")
+		}
+	}
+	if err := fe.err(); err != nil {
+		return err
+	}
+	if err := s.Store.SetOrgBilling(r.Context(), o.ID, tollgate.Billing{Active: in.Active,
+		MonthlyCreditLimit: in.MonthlyCreditLimit, MonthlyLimits: in.MonthlyLimits}); err != nil {
+		return err
+	}
+	s.cache.clear()
+	return s.getOrg(w, r)
+}
+
+func (s *Server) orgUsage(w http.ResponseWriter, r *http.Request) error {
+	o, err := s.Store.Org(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	plan, err := s.Store.Plan(r.Context(), o.PlanID)
+	if err != nil {
+		return err
+	}
+	return s.writeUsage(w, r, o, plan)
+}
+
+// rebuildUsage reloads the quota counters from the ledger.
+func (s *Server) rebuildUsage(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.RebuildUsage(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rebuilt": true, "groups": n})
+	return nil
+}
+
+// RebuildUsage replaces the quota counters with the ledger's sums. Main
+// calls it at start; the admin API on demand.
+func (s *Server) RebuildUsage(ctx context.Context) (int, error) {
+	if s.Quota == nil {
+		return 0, nil
+	}
+	totals, err := s.Store.UsageTotals(ctx, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	return len(totals), s.Quota.Load(ctx, totals)
 }
 
 func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) error {

@@ -3,11 +3,14 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -113,23 +116,151 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 	facts, cleanup, err := rt.input.validate(r)
 	defer cleanup()
 	if err != nil {
+		rt.recordFailure(access, requestID, facts, err, now)
 		return Upstream{}, err
 	}
 	if rt.input.in != nil {
 		r = r.WithContext(context.WithValue(ctx, factsKey{}, facts))
 	}
 
-	// Concurrency.
-	if limit := access.ConcurrencyLimit(rt.model.ID); limit > 0 {
-		release, err := s.acquire(ctx, "conc:"+access.Org.ID+":"+rt.model.ID, limit, now, rt.model.UpstreamTimeout())
+	// Admit cost: reserve the estimate against free credits and monthly
+	// limits, so concurrent requests can never overshoot a budget.
+	m := rt.model
+	units := m.Meter.Quantity(facts)
+	credits := units * m.Meter.Price
+	var held *tollgate.Reservation
+	if s.Quota != nil {
+		res, err := s.Quota.Reserve(ctx, access.Budget(m), credits, units, now)
 		if err != nil {
+			rt.recordFailure(access, requestID, facts, err, now)
+			return Upstream{}, err
+		}
+		held = &res
+		// Whatever happens next, an unsettled reservation is released.
+		defer func() {
+			if held != nil {
+				if err := s.Quota.Settle(context.WithoutCancel(ctx), *held, 0, 0); err != nil {
+					s.logger().Error("release reservation", "request_id", requestID, "err", err)
+				}
+			}
+		}()
+	}
+
+	// Concurrency.
+	if limit := access.ConcurrencyLimit(m.ID); limit > 0 {
+		release, err := s.acquire(ctx, "conc:"+access.Org.ID+":"+m.ID, limit, now, m.UpstreamTimeout())
+		if err != nil {
+			rt.recordFailure(access, requestID, facts, err, now)
 			return Upstream{}, err
 		}
 		defer release()
 	}
 
-	// Proxy.
-	return s.Forward(w, r, rt.chain, requestID)
+	// Proxy; settle and commit once the upstream's head is in, before
+	// anything is written to the client.
+	settle := func(served *tollgate.Model, status int, header func(string) string) error {
+		if status >= 400 {
+			return nil // the model refused the input: nothing is charged
+		}
+		actual := units
+		if m.Meter.TrustUpstream {
+			if q, ok := reportedUsage(header(tollgate.UsageHeader), m.Meter.UnitOrDefault()); ok {
+				actual = q
+			}
+		}
+		cost := actual * m.Meter.Price
+		ev := &tollgate.UsageEvent{RequestID: requestID, OrgID: access.Org.ID, KeyID: access.Key.ID, Model: m.ID,
+			Unit: m.Meter.UnitOrDefault(), Quantity: actual, Credits: cost, Time: s.now().UTC()}
+		if held != nil {
+			if err := s.Quota.Settle(context.WithoutCancel(ctx), *held, cost, actual); err != nil {
+				return fmt.Errorf("settle: %w", err)
+			}
+			if held.Free {
+				ev.FreeCredits = cost
+			}
+		}
+		item := rt.historyItem(access, requestID, facts, ev.Time)
+		item.Status, item.Unit, item.Quantity, item.Credits = status, ev.Unit, ev.Quantity, ev.Credits
+		item.Output = outputSummary(status, header)
+		if served.ID != m.ID {
+			item.Output += " (served by " + served.ID + ")"
+		}
+		if err := s.ledger.commit(ev, item); err != nil {
+			// Not durable: undo the charge and answer 500 rather than
+			// serve a request the ledger does not hold.
+			if held != nil {
+				s.Quota.Settle(context.WithoutCancel(ctx), tollgate.Reservation{OrgID: held.OrgID, Model: held.Model,
+					Period: held.Period, Credits: cost, Units: actual, Free: held.Free}, 0, 0)
+			}
+			held = nil
+			return &tollgate.Error{Code: tollgate.CodeInternal, Err: fmt.Errorf("ledger: %w", err)}
+		}
+		held = nil
+		return nil
+	}
+	up, err := s.Forward(w, r, rt.chain, requestID, settle)
+	if err != nil {
+		rt.recordFailure(access, requestID, facts, err, now)
+	}
+	return up, err
+}
+
+// reportedUsage parses a Tollgate-Usage header ("audio_seconds=12.5",
+// several comma-separated pairs allowed) for unit.
+func reportedUsage(v string, unit tollgate.Unit) (float64, bool) {
+	for _, part := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || tollgate.Unit(strings.TrimSpace(k)) != unit {
+			continue
+		}
+		q, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil || q < 0 || math.IsInf(q, 0) || math.IsNaN(q) {
+			return 0, false
+		}
+		return q, true
+	}
+	return 0, false
+}
+
+func outputSummary(status int, header func(string) string) string {
+	out := strconv.Itoa(status)
+	if ct := header("Content-Type"); ct != "" {
+		out += " " + truncate(ct, 100)
+	}
+	if cl := header("Content-Length"); cl != "" {
+		out += " " + cl + " bytes"
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func (rt *route) historyItem(a *tollgate.Access, requestID string, facts tollgate.Facts, at time.Time) *tollgate.HistoryItem {
+	return &tollgate.HistoryItem{ID: newID("hist_"), OrgID: a.Org.ID, KeyID: a.Key.ID, RequestID: requestID,
+		Model: rt.model.ID, Feature: rt.model.Feature, Unit: rt.model.Meter.UnitOrDefault(),
+		Input: facts.Summary, CreatedAt: at.UTC()}
+}
+
+// recordFailure adds a failed generation to the org's history (nothing is
+// charged, and the caller does not wait for it).
+func (rt *route) recordFailure(a *tollgate.Access, requestID string, facts tollgate.Facts, err error, now time.Time) {
+	if rt.s.ledger == nil {
+		return
+	}
+	e := tollgate.AsError(err)
+	item := rt.historyItem(a, requestID, facts, now)
+	item.Code = e.Code
+	item.Status = rt.profile.Status(e)
+	item.Output = string(e.Code)
+	rt.s.ledger.record(item)
 }
 
 // acquire takes a concurrency lease and returns its release func. The lease

@@ -27,14 +27,23 @@ type Upstream struct {
 
 // Forwarder sends a request to the first model of chain that answers and
 // writes its answer to w. It returns a catalog error, having written
-// nothing, when no model answered.
-type Forwarder func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string) (Upstream, error)
+// nothing, when no model answered. It calls hook (when not nil) once the
+// serving upstream's response head is in and before writing anything; a
+// hook error aborts the answer and is returned.
+type Forwarder func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string, hook Hook) (Upstream, error)
+
+// Hook sees the serving model, the upstream's status and its headers
+// before the client does.
+type Hook func(m *tollgate.Model, status int, header func(name string) string) error
 
 // Server serves model routes, the admin API, health and metrics. Set the
 // fields, then call Handler. Fields must not change after Handler.
 type Server struct {
 	Store   tollgate.Store
 	Limiter tollgate.Limiter
+	// Quota reserves and settles cost (nil: nothing is reserved; usage is
+	// still recorded).
+	Quota   tollgate.Quota
 	Forward Forwarder
 	Models  []*tollgate.Model
 	// Profile is the deployment's error profile (zero value: tollgate).
@@ -55,10 +64,13 @@ type Server struct {
 	Logger *slog.Logger
 	// Ready reports readiness for /readyz (nil: ready).
 	Ready func(ctx context.Context) error
+	// HistoryRetention is how long history items are kept (zero: 30 days).
+	HistoryRetention time.Duration
 
 	metrics  *metrics
 	counters decisionCounters
 	held     *leaseSet
+	ledger   *committer
 	stop     context.CancelFunc
 	cache    *accessCache
 	models   map[string]*tollgate.Model
@@ -79,11 +91,13 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Close stops the lease heartbeat loop. Call it after the HTTP server has
-// shut down.
+// Close commits what the ledger has queued and stops the background
+// loops. Call it after the HTTP server has shut down.
 func (s *Server) Close() {
 	if s.stop != nil {
 		s.stop()
+		s.stop = nil
+		s.ledger.close()
 	}
 }
 
@@ -139,6 +153,9 @@ func (s *Server) Handler() (http.Handler, error) {
 		sort.Strings(allow[p])
 	}
 
+	if err := s.registerAccount(mux); err != nil {
+		return nil, err
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -168,9 +185,14 @@ func (s *Server) Handler() (http.Handler, error) {
 		s.writeError(w, r, s.Profile, tollgate.Errorf(tollgate.CodeModelNotFound,
 			"No model is served at %s %s.", r.Method, r.URL.Path), id)
 	})
+	if s.HistoryRetention <= 0 {
+		s.HistoryRetention = 30 * 24 * time.Hour
+	}
+	s.ledger = newCommitter(s.Store, func(msg string, args ...any) { s.logger().Error(msg, args...) })
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.heartbeatLoop(ctx)
+	go s.pruneLoop(ctx)
 	return mux, nil
 }
 

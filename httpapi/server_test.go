@@ -30,7 +30,10 @@ func newServer(tb testing.TB, plan *tollgate.Plan) (*httpapi.Server, http.Handle
 	s := &httpapi.Server{
 		Store:   store,
 		Limiter: inmem.NewLimiter(0),
-		Forward: func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, id string) (httpapi.Upstream, error) {
+		Forward: func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, id string, hook httpapi.Hook) (httpapi.Upstream, error) {
+			if err := hook(chain[0], 200, func(string) string { return "" }); err != nil {
+				return httpapi.Upstream{}, err
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(200)
 			w.Write(answer)
@@ -76,7 +79,7 @@ func TestMethodNotAllowedAcrossWildcardNames(t *testing.T) {
 func TestRouteConflictIsAnError(t *testing.T) {
 	s := &httpapi.Server{
 		Store: nil, Limiter: inmem.NewLimiter(0), Hasher: tollgate.NewKeyHasher([]byte("x")),
-		Forward: func(http.ResponseWriter, *http.Request, []*tollgate.Model, string) (httpapi.Upstream, error) {
+		Forward: func(http.ResponseWriter, *http.Request, []*tollgate.Model, string, httpapi.Hook) (httpapi.Upstream, error) {
 			return httpapi.Upstream{}, nil
 		},
 		Models: []*tollgate.Model{{ID: "a", Method: "POST", Path: "/v1/x"}, {ID: "b", Method: "POST", Path: "/v1/x"}},

@@ -26,6 +26,9 @@ import (
 // and text caps — all before the upstream is contacted. The upstream then
 // receives the original bytes unchanged, from memory or a spool file.
 
+// historySummary bounds the input summary kept in history, in bytes.
+const historySummary = 200
+
 // spoolMemory is how much of a validated body is kept in memory before it
 // spills to a temp file.
 const spoolMemory = 1 << 20
@@ -233,6 +236,11 @@ func (ir *inputRules) validateAudio(r *http.Request, body *capReader) (facts tol
 	}
 	facts.AudioSeconds = info.Seconds()
 	facts.Bytes = sp.n
+	name := string(info.Format)
+	if info.Codec != "" {
+		name += "/" + info.Codec
+	}
+	facts.Summary = fmt.Sprintf("%s, %.2f s, %d Hz, %d ch, %d bytes", name, info.Seconds(), info.SampleRate, info.Channels, sp.n)
 	return facts, sp.cleanup, nil
 }
 
@@ -394,9 +402,11 @@ func (ir *inputRules) validateJSON(r *http.Request, body *capReader) (tollgate.F
 			violations = append(violations, v)
 		}
 	}
+	facts.Summary = truncate(string(raw), historySummary)
 	if ir.in.TextField != "" {
 		if s, ok := lookup(doc, ir.in.TextField).(string); ok {
 			facts.Characters = utf8.RuneCountInString(s)
+			facts.Summary = truncate(s, historySummary)
 		}
 	}
 	if len(violations) > 0 {

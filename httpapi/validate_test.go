@@ -40,7 +40,7 @@ func newValidatingServer(t *testing.T, models []*tollgate.Model) (http.Handler, 
 	s := &httpapi.Server{
 		Store:   store,
 		Limiter: inmem.NewLimiter(0),
-		Forward: func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, id string) (httpapi.Upstream, error) {
+		Forward: func(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, id string, hook httpapi.Hook) (httpapi.Upstream, error) {
 			seen.calls++
 			var err error
 			seen.body, err = io.ReadAll(r.Body)
@@ -48,6 +48,9 @@ func newValidatingServer(t *testing.T, models []*tollgate.Model) (http.Handler, 
 				return httpapi.Upstream{}, err // as the proxy does: a body error before any answer
 			}
 			seen.facts = httpapi.FactsFrom(r)
+			if err := hook(chain[0], 200, func(string) string { return "" }); err != nil {
+				return httpapi.Upstream{}, err
+			}
 			w.WriteHeader(200)
 			return httpapi.Upstream{Model: chain[0], Status: 200}, nil
 		},

@@ -1,4 +1,5 @@
-// Package inmem implements tollgate's limiter in the memory of one process.
+// Package inmem implements tollgate's limiter and quota in the memory of
+// one process.
 package inmem
 
 import (
@@ -32,6 +33,9 @@ const (
 // entries (a full bucket, a key with no live lease) are dropped by a lazy
 // sweep as the limiter is used.
 //
+// Limiter is also a tollgate.Quota (quota.go): per-org credit and unit
+// counters in shards of their own, exact and atomic per org.
+//
 // The zero value is ready to use, with a lease TTL of DefaultLeaseTTL.
 // A Limiter is safe for concurrent use and must not be copied after first
 // use.
@@ -42,6 +46,7 @@ type Limiter struct {
 
 	lastID atomic.Uint64
 	shards [numShards]shard
+	quotas [numShards]quotaShard
 }
 
 var _ tollgate.Limiter = (*Limiter)(nil)

@@ -229,7 +229,9 @@ const accessQuery = `
 	SELECT k.id, k.org_id, k.name, k.prefix, k.hash, k.models, k.rpm, k.scopes,
 		k.expires_at, k.revoked_at, k.created_at,
 		o.id, o.name, o.plan_id, o.created_at,
+		o.billing_active, o.monthly_credit_limit, o.monthly_limits,
 		p.id, p.rpm, p.concurrency, p.model_concurrency, p.features,
+		p.billing_required, p.free_credits, p.monthly_credit_cap, p.monthly_limits,
 		(SELECT json_group_array(g.model) FROM grants g WHERE g.org_id = o.id),
 		(SELECT json_group_object(c.model, c.max_inflight) FROM concurrency_overrides c WHERE c.org_id = o.id)
 	FROM keys k
@@ -249,13 +251,16 @@ func (s *Store) Access(ctx context.Context, hash []byte) (*tollgate.Access, erro
 		expires, revoked, created sql.NullInt64
 		orgCreated                sql.NullInt64
 		mc, features              string
+		orgLimits, planLimits     string
 		grants, overrides         string
 	)
 	err := s.access.QueryRowContext(ctx, hash).Scan(
 		&k.ID, &k.OrgID, &k.Name, &k.Prefix, &k.Hash, &models, &k.RPM, &scopes,
 		&expires, &revoked, &created,
 		&o.ID, &o.Name, &o.PlanID, &orgCreated,
+		&o.Billing.Active, &o.Billing.MonthlyCreditLimit, &orgLimits,
 		&p.ID, &p.RPM, &p.Concurrency, &mc, &features,
+		&p.BillingRequired, &p.FreeCredits, &p.MonthlyCreditCap, &planLimits,
 		&grants, &overrides)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tollgate.NewError(tollgate.CodeInvalidCredential)
@@ -266,8 +271,10 @@ func (s *Store) Access(ctx context.Context, hash []byte) (*tollgate.Access, erro
 	if _, err := decodeKey(&k, models, scopes, expires, revoked, created); err != nil {
 		return nil, wrap("access", err)
 	}
-	o.CreatedAt = decodeTime(orgCreated)
-	if _, err := decodePlan(&p, mc, features); err != nil {
+	if _, err := decodeOrg(&o, orgCreated, orgLimits); err != nil {
+		return nil, wrap("access", err)
+	}
+	if _, err := decodePlan(&p, mc, features, planLimits); err != nil {
 		return nil, wrap("access", err)
 	}
 	a := &tollgate.Access{Key: &k, Org: &o, Plan: &p, Grants: map[string]bool{}}

@@ -27,9 +27,15 @@ func (s *Store) CreateOrg(ctx context.Context, org *tollgate.Org) error {
 	if err != nil {
 		return wrap("create org", err)
 	}
-	_, err = s.write.ExecContext(ctx,
-		`INSERT INTO orgs (id, name, plan_id, created_at) VALUES (?, ?, ?, ?)`,
-		org.ID, org.Name, org.PlanID, created)
+	limits, err := encodeJSON(floatMap(org.Billing.MonthlyLimits))
+	if err != nil {
+		return wrap("create org", err)
+	}
+	_, err = s.write.ExecContext(ctx, `
+		INSERT INTO orgs (id, name, plan_id, created_at, billing_active, monthly_credit_limit, monthly_limits)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		org.ID, org.Name, org.PlanID, created,
+		org.Billing.Active, org.Billing.MonthlyCreditLimit, limits)
 	switch {
 	case isUnique(err):
 		return tollgate.Errorf(tollgate.CodeConflict, "Organization %q already exists.", org.ID)
@@ -39,16 +45,26 @@ func (s *Store) CreateOrg(ctx context.Context, org *tollgate.Org) error {
 	return wrap("create org", err)
 }
 
-const orgColumns = `id, name, plan_id, created_at`
+const orgColumns = `id, name, plan_id, created_at, billing_active, monthly_credit_limit, monthly_limits`
 
 func scanOrg(row interface{ Scan(...any) error }) (*tollgate.Org, error) {
 	var o tollgate.Org
 	var created sql.NullInt64
-	if err := row.Scan(&o.ID, &o.Name, &o.PlanID, &created); err != nil {
+	var limits string
+	if err := row.Scan(&o.ID, &o.Name, &o.PlanID, &created,
+		&o.Billing.Active, &o.Billing.MonthlyCreditLimit, &limits); err != nil {
 		return nil, err
 	}
+	return decodeOrg(&o, created, limits)
+}
+
+func decodeOrg(o *tollgate.Org, created sql.NullInt64, limits string) (*tollgate.Org, error) {
 	o.CreatedAt = decodeTime(created)
-	return &o, nil
+	var err error
+	if o.Billing.MonthlyLimits, err = decodeFloats(limits); err != nil {
+		return nil, fmt.Errorf("org %q: monthly_limits: %w", o.ID, err)
+	}
+	return o, nil
 }
 
 // Org returns the org with id; not_found when there is none.
@@ -98,6 +114,30 @@ func (s *Store) SetOrgPlan(ctx context.Context, orgID, planID string) error {
 	return nil
 }
 
+// SetOrgBilling replaces the org's billing settings; not_found when the org
+// is unknown. The limits are stored as given: checking them against the
+// plan's cap is the caller's (the plan may change afterwards anyway, and
+// Access.Budget takes the lower of the two).
+func (s *Store) SetOrgBilling(ctx context.Context, orgID string, b tollgate.Billing) error {
+	limits, err := encodeJSON(floatMap(b.MonthlyLimits))
+	if err != nil {
+		return wrap("set org billing", err)
+	}
+	res, err := s.write.ExecContext(ctx, `
+		UPDATE orgs SET billing_active = ?, monthly_credit_limit = ?, monthly_limits = ?
+		WHERE id = ?`,
+		b.Active, b.MonthlyCreditLimit, limits, orgID)
+	if err != nil {
+		return wrap("set org billing", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("set org billing", err)
+	} else if n == 0 {
+		return errOrgNotFound(orgID)
+	}
+	return nil
+}
+
 // PutPlan creates or replaces a plan.
 func (s *Store) PutPlan(ctx context.Context, plan *tollgate.Plan) error {
 	mc := plan.ModelConcurrency
@@ -112,36 +152,51 @@ func (s *Store) PutPlan(ctx context.Context, plan *tollgate.Plan) error {
 	if err != nil {
 		return wrap("put plan", err)
 	}
+	limits, err := encodeJSON(floatMap(plan.MonthlyLimits))
+	if err != nil {
+		return wrap("put plan", err)
+	}
 	_, err = s.write.ExecContext(ctx, `
-		INSERT INTO plans (id, rpm, concurrency, model_concurrency, features)
-		VALUES (?, ?, ?, ?, ?)
+		INSERT INTO plans (id, rpm, concurrency, model_concurrency, features,
+			billing_required, free_credits, monthly_credit_cap, monthly_limits)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			rpm = excluded.rpm,
 			concurrency = excluded.concurrency,
 			model_concurrency = excluded.model_concurrency,
-			features = excluded.features`,
-		plan.ID, plan.RPM, plan.Concurrency, mcJSON, features)
+			features = excluded.features,
+			billing_required = excluded.billing_required,
+			free_credits = excluded.free_credits,
+			monthly_credit_cap = excluded.monthly_credit_cap,
+			monthly_limits = excluded.monthly_limits`,
+		plan.ID, plan.RPM, plan.Concurrency, mcJSON, features,
+		plan.BillingRequired, plan.FreeCredits, plan.MonthlyCreditCap, limits)
 	return wrap("put plan", err)
 }
 
-const planColumns = `id, rpm, concurrency, model_concurrency, features`
+const planColumns = `id, rpm, concurrency, model_concurrency, features,
+	billing_required, free_credits, monthly_credit_cap, monthly_limits`
 
 func scanPlan(row interface{ Scan(...any) error }) (*tollgate.Plan, error) {
 	var p tollgate.Plan
-	var mc, features string
-	if err := row.Scan(&p.ID, &p.RPM, &p.Concurrency, &mc, &features); err != nil {
+	var mc, features, limits string
+	if err := row.Scan(&p.ID, &p.RPM, &p.Concurrency, &mc, &features,
+		&p.BillingRequired, &p.FreeCredits, &p.MonthlyCreditCap, &limits); err != nil {
 		return nil, err
 	}
-	return decodePlan(&p, mc, features)
+	return decodePlan(&p, mc, features, limits)
 }
 
-func decodePlan(p *tollgate.Plan, mc, features string) (*tollgate.Plan, error) {
+func decodePlan(p *tollgate.Plan, mc, features, limits string) (*tollgate.Plan, error) {
 	var err error
 	if p.ModelConcurrency, err = decodeInts(mc); err != nil {
 		return nil, fmt.Errorf("plan %q: model_concurrency: %w", p.ID, err)
 	}
 	if p.Features, err = decodeStrings(features); err != nil {
 		return nil, fmt.Errorf("plan %q: features: %w", p.ID, err)
+	}
+	if p.MonthlyLimits, err = decodeFloats(limits); err != nil {
+		return nil, fmt.Errorf("plan %q: monthly_limits: %w", p.ID, err)
 	}
 	return p, nil
 }

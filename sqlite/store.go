@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/url"
 	"runtime"
 	"strings"
@@ -44,6 +45,8 @@ type Store struct {
 	write  *sql.DB
 	read   *sql.DB
 	access *sql.Stmt // prepared on read: the request path's lookup
+	// Prepared on write (one connection), reused by every Commit.
+	insertEvent, insertItem *sql.Stmt
 }
 
 var _ tollgate.Store = (*Store)(nil)
@@ -82,6 +85,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.write.Close()
 		return nil, err
+	}
+
+	if s.insertEvent, err = s.write.PrepareContext(ctx, insertEventQuery); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: prepare insert event: %w", err)
+	}
+	if s.insertItem, err = s.write.PrepareContext(ctx, insertItemQuery); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: prepare insert history: %w", err)
 	}
 
 	s.read, err = sql.Open("sqlite", base+sep+common+"&_query_only=1")
@@ -124,8 +136,10 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close closes both connection pools.
 func (s *Store) Close() error {
 	var errs []error
-	if s.access != nil {
-		errs = append(errs, s.access.Close())
+	for _, st := range []*sql.Stmt{s.access, s.insertEvent, s.insertItem} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
 	}
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
@@ -216,6 +230,19 @@ func encodeTime(t time.Time) (any, error) {
 	return t.UnixNano(), nil
 }
 
+// nanos returns t as unix nanoseconds, clamped to the storable range: for
+// query bounds, where a time outside it still means something (the zero
+// time: before everything).
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
 func decodeTime(n sql.NullInt64) time.Time {
 	if !n.Valid {
 		return time.Time{}
@@ -253,6 +280,26 @@ func decodeInts(s string) (map[string]int, error) {
 		return nil, nil
 	}
 	return v, nil
+}
+
+// decodeFloats decodes a JSON object of numbers; empty decodes to nil.
+func decodeFloats(s string) (map[string]float64, error) {
+	var v map[string]float64
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, err
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// floatMap returns v, or an empty map (JSON {} rather than null) for nil.
+func floatMap(v map[string]float64) map[string]float64 {
+	if v == nil {
+		return map[string]float64{}
+	}
+	return v
 }
 
 // stringList returns v, or an empty list (JSON [] rather than null) for nil.

@@ -33,6 +33,7 @@ type exchange struct {
 	copyBuf []byte
 	scratch []byte
 	fields  []field
+	hook    Hook
 	added   []string // response header keys this exchange set on w
 }
 
@@ -64,6 +65,7 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 func acquireExchange() *exchange { return exchangePool.Get().(*exchange) }
 
 func releaseExchange(ex *exchange) {
+	ex.hook = nil
 	ex.req.Reset()
 	ex.resp.Reset()
 	ex.body = bodyReader{}
@@ -302,6 +304,14 @@ func (p *Proxy) attempt(ex *exchange, w http.ResponseWriter, r *http.Request, m 
 		hc.ReleaseReader(br)
 		done(false)
 		return false, cancelled(m.ID, cerr)
+	}
+	if ex.hook != nil {
+		if herr := ex.hook(m, status, func(name string) string { return string(resp.Header.Peek(name)) }); herr != nil {
+			resp.CloseBodyStream() //nolint:errcheck
+			hc.ReleaseReader(br)
+			done(false)
+			return true, herr
+		}
 	}
 	ex.writeHead(w, m, status)
 	var (

@@ -122,6 +122,19 @@ type Result struct {
 // including the dial and sending the request body; the response body is
 // not bounded by it. Cancelling r's context aborts the call at any point.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string) (Result, error) {
+	return p.ForwardHook(w, r, chain, requestID, nil)
+}
+
+// Hook runs once the serving upstream's response head has arrived and
+// before anything is written to the client: the gateway settles and
+// commits usage there, so the usage is durable before the response starts.
+// header reads one upstream response header. A non-nil error aborts: the
+// upstream's answer is discarded, nothing is written, and Forward returns
+// that error.
+type Hook func(m *tollgate.Model, status int, header func(name string) string) error
+
+// ForwardHook is Forward with a Hook (nil: none).
+func (p *Proxy) ForwardHook(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string, hook Hook) (Result, error) {
 	var res Result
 	if len(chain) == 0 {
 		return res, &tollgate.Error{Code: tollgate.CodeInternal, Err: errors.New("upstream: empty model chain")}
@@ -129,6 +142,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, chain []*tollgat
 	start := time.Now()
 	ex := acquireExchange()
 	defer releaseExchange(ex)
+	ex.hook = hook
 
 	if err := ex.prepare(p, r, requestID, len(chain) > 1); err != nil {
 		return res, err

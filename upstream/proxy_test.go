@@ -760,3 +760,41 @@ func TestForwardConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestForwardHook(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Tollgate-Usage", "audio_seconds=12.5")
+		w.WriteHeader(201)
+		io.WriteString(w, "made")
+	}))
+	defer up.Close()
+	m := &tollgate.Model{ID: "m", Upstream: up.URL}
+	p := upstream.New()
+	defer p.Close()
+
+	var gotStatus int
+	var gotUsage string
+	w := httptest.NewRecorder()
+	_, err := p.ForwardHook(w, httptest.NewRequest("POST", "/x", nil), []*tollgate.Model{m}, "req_1",
+		func(sm *tollgate.Model, status int, header func(string) string) error {
+			if w.Code != 200 || w.Body.Len() != 0 || len(w.Header()) != 0 {
+				t.Error("the hook ran after something was written")
+			}
+			gotStatus, gotUsage = status, header("Tollgate-Usage")
+			return nil
+		})
+	if err != nil || w.Code != 201 || w.Body.String() != "made" {
+		t.Fatalf("err %v, status %d, body %q", err, w.Code, w.Body)
+	}
+	if gotStatus != 201 || gotUsage != "audio_seconds=12.5" {
+		t.Errorf("hook saw %d %q", gotStatus, gotUsage)
+	}
+
+	// A hook error aborts: nothing written, the error returned.
+	w = httptest.NewRecorder()
+	_, err = p.ForwardHook(w, httptest.NewRequest("POST", "/x", nil), []*tollgate.Model{m}, "req_2",
+		func(*tollgate.Model, int, func(string) string) error { return tollgate.NewError(tollgate.CodeInternal) })
+	if tollgate.ErrorCode(err) != tollgate.CodeInternal || w.Body.Len() != 0 {
+		t.Errorf("err %v, body %q", err, w.Body)
+	}
+}

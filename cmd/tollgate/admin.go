@@ -94,15 +94,21 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 	var planRPM, planConc int
 	var planFeatures []string
 	var planModelConc map[string]int
+	var planBillingRequired bool
+	var planFreeCredits, planCreditCap float64
 	planPut := &cobra.Command{Use: "put ID", Short: "Create or replace a plan", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, a []string) error {
 			return c.do("PUT", "/admin/plans/"+p(a[0]), map[string]any{"rpm": planRPM, "concurrency": planConc,
-				"features": planFeatures, "model_concurrency": planModelConc})
+				"features": planFeatures, "model_concurrency": planModelConc,
+				"billing_required": planBillingRequired, "free_credits": planFreeCredits, "monthly_credit_cap": planCreditCap})
 		}}
 	planPut.Flags().IntVar(&planRPM, "rpm", 0, "requests per minute per key")
 	planPut.Flags().IntVar(&planConc, "concurrency", 0, "default in-flight limit per org × model (0 = unlimited)")
 	planPut.Flags().StringSliceVar(&planFeatures, "features", nil, "features included (* = all)")
 	planPut.Flags().StringToIntVar(&planModelConc, "model-concurrency", nil, "per-model in-flight limits, e.g. stt=2")
+	planPut.Flags().BoolVar(&planBillingRequired, "billing-required", false, "orgs without billing draw on free credits, then get billing_required")
+	planPut.Flags().Float64Var(&planFreeCredits, "free-credits", 0, "one-time free credits")
+	planPut.Flags().Float64Var(&planCreditCap, "monthly-credit-cap", 0, "credits per org per month (0 = none)")
 	plan.AddCommand(planPut)
 
 	// org
@@ -194,5 +200,52 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 	keyRotate.Flags().StringVar(&overlap, "overlap", "24h", "how long the old key keeps working")
 	key.AddCommand(keyRotate)
 
-	root.AddCommand(plan, org, grant, conc, key)
+	// billing and usage
+	var billActive bool
+	var billLimit float64
+	var billModelLimits map[string]string
+	orgBilling := &cobra.Command{Use: "billing ORG", Short: "Set an org's billing: active, monthly credit limit, per-model monthly limits", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, a []string) error {
+			limits := map[string]float64{}
+			for m, v := range billModelLimits {
+				var n float64
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					return fmt.Errorf("--monthly-limit %s=%s: not a number", m, v)
+				}
+				limits[m] = n
+			}
+			return c.do("PUT", "/admin/orgs/"+p(a[0])+"/billing", map[string]any{"active": billActive,
+				"monthly_credit_limit": billLimit, "monthly_limits": limits})
+		}}
+	orgBilling.Flags().BoolVar(&billActive, "active", false, "billing is set up (charges no longer draw on free credits)")
+	orgBilling.Flags().Float64Var(&billLimit, "monthly-credit-limit", 0, "credits per month (0 = the plan's cap)")
+	orgBilling.Flags().StringToStringVar(&billModelLimits, "monthly-limit", nil, "units per month per model, e.g. stt=360000")
+	org.AddCommand(orgBilling)
+
+	usage := &cobra.Command{Use: "usage", Short: "Show an org's usage and balance, or rebuild the counters from the ledger"}
+	var usageOrg, usageFrom, usageTo, usageGroup string
+	usageShow := &cobra.Command{Use: "show", Short: "An org's usage by day or model, and its balance", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"from": usageFrom, "to": usageTo, "group_by": usageGroup} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			path := "/admin/orgs/" + p(usageOrg) + "/usage"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			return c.do("GET", path, nil)
+		}}
+	usageShow.Flags().StringVar(&usageOrg, "org", "", "org id")
+	usageShow.Flags().StringVar(&usageFrom, "from", "", "start (2026-11-01 or RFC 3339; default: this month)")
+	usageShow.Flags().StringVar(&usageTo, "to", "", "end, exclusive (default: now)")
+	usageShow.Flags().StringVar(&usageGroup, "group-by", "day", "day or model")
+	usageShow.MarkFlagRequired("org")
+	usage.AddCommand(usageShow)
+	usage.AddCommand(&cobra.Command{Use: "rebuild", Short: "Rebuild the quota counters from the ledger (the gateway also does it at start)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return c.do("POST", "/admin/usage/rebuild", nil) }})
+
+	root.AddCommand(plan, org, grant, conc, key, usage)
 }

@@ -135,13 +135,13 @@ func TestDemo(t *testing.T) {
 			curls = append(curls, l)
 		}
 	}
-	if len(curls) < 6 {
+	if len(curls) < 7 {
 		t.Fatalf("only %d curl lines:\n%s", len(curls), out.String())
 	}
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed; the printed lines were not run")
 	}
-	want := []string{`"output":"HELLO TOLLGATE"`, `"bytes":64044`, "401", "504", "502", "X-Tollgate-Model: echo-text"}
+	want := []string{`"output":"HELLO TOLLGATE"`, `"bytes":64044`, `"code":"audio_too_short"`, "401", "504", "502", "X-Tollgate-Model: echo-text"}
 	for i, w := range want {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		cmd := exec.CommandContext(ctx, "sh", "-c", curls[i])

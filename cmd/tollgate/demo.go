@@ -57,7 +57,8 @@ type Demo struct {
 	Models *demomodel.Server
 	Key    string
 	Admin  string
-	Sample string // path of the sample WAV file
+	Sample string // path of the sample WAV file (2 s)
+	Short  string // path of a 0.2 s WAV file, refused as too short
 }
 
 // Demo model routes (public path → demo server path).
@@ -79,6 +80,10 @@ func (d *Demo) Open(ctx context.Context) error {
 	if err := os.WriteFile(d.Sample, sineWAV(16000, 2*time.Second, 440), 0o644); err != nil {
 		return err
 	}
+	d.Short = filepath.Join(d.Dir, "short.wav")
+	if err := os.WriteFile(d.Short, sineWAV(16000, 200*time.Millisecond, 440), 0o644); err != nil {
+		return err
+	}
 	d.Models, err = demomodel.Start()
 	if err != nil {
 		return fmt.Errorf("demo model server: %w", err)
@@ -91,8 +96,23 @@ limiter: memory
 admin_token: %q
 key_secret: %q
 models:
-  - {id: echo-text, feature: text, route: POST /v1/text, upstream: %[5]q, upstream_path: /v1/text/generate, timeout: 10s}
-  - {id: demo-stt, feature: stt, route: POST /v1/audio/transcriptions, upstream: %[5]q, upstream_path: /v1/audio/transcribe, timeout: 60s}
+  - id: echo-text
+    feature: text
+    route: POST /v1/text
+    upstream: %[5]q
+    upstream_path: /v1/text/generate
+    timeout: 10s
+    input:
+      json_schema: {type: object, required: [text], properties: {text: {type: string}}}
+      max_length: {/text: 200}
+      text_field: /text
+  - id: demo-stt
+    feature: stt
+    route: POST /v1/audio/transcriptions
+    upstream: %[5]q
+    upstream_path: /v1/audio/transcribe
+    timeout: 60s
+    input: {audio: {min_seconds: 0.5, max_seconds: 3600}}
   - {id: slow, feature: text, route: POST /v1/slow, upstream: %[5]q, upstream_path: /v1/slow, timeout: 2s}
   - {id: failing, feature: text, route: POST /v1/fail, upstream: %[5]q, upstream_path: /v1/fail, timeout: 10s}
   - {id: flaky, feature: text, route: POST /v1/flaky, upstream: %[5]q, upstream_path: /v1/fail, timeout: 10s, fallbacks: [echo-text]}
@@ -155,6 +175,8 @@ Try it (each line works as printed):
   curl -s %s/v1/text -H 'X-API-Key: %s' -H 'Content-Type: application/json' -d '{"text":"hello tollgate"}'
   # the batch audio model, with a sample WAV file
   curl -s %s/v1/audio/transcriptions -H 'Authorization: Bearer %s' -H 'Content-Type: audio/wav' --data-binary @%s
+  # audio shorter than 0.5 s: 422 audio_too_short, refused before the model is called
+  curl -s %s/v1/audio/transcriptions -H 'X-API-Key: %s' -H 'Content-Type: audio/wav' --data-binary @%s
   # no key: 401 missing_credential
   curl -si %s/v1/text -d '{"text":"hi"}'
   # a slow model with a 2 s timeout: 504 upstream_timeout
@@ -170,7 +192,7 @@ Try it (each line works as printed):
 
 Press Ctrl-C to stop.
 `, u, d.Models.URL, d.Dir, d.Admin, k,
-		u, k, u, k, shellPath(d.Sample), u, u, k, u, k, u, k, u, k, u, d.Admin, demoOrg)
+		u, k, u, k, shellPath(d.Sample), u, k, shellPath(d.Short), u, u, k, u, k, u, k, u, k, u, d.Admin, demoOrg)
 }
 
 // Run serves until ctx ends.

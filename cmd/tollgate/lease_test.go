@@ -222,16 +222,16 @@ func TestPartialReadDoesNotLeak(t *testing.T) {
 // TestLongRequestKeepsItsLease: a request outliving the lease TTL is
 // heartbeated, so its slot is not handed to another request.
 func TestLongRequestKeepsItsLease(t *testing.T) {
-	g := startGateway(t, "tollgate", "lease_ttl: 300ms")
+	g := startGateway(t, "tollgate", "lease_ttl: 600ms")
 	_, key, _ := g.newOrg("acme", "basic", allModels, nil)
 	g.admin("PUT", "/admin/orgs/acme/concurrency/slow-ok", map[string]any{"limit": 1}, 200)
 	done := make(chan int, 1)
 	go func() {
-		r := g.do("POST", "/v1/slow-ok?ms=1200", map[string]string{"X-API-Key": key}, "{}")
+		r := g.do("POST", "/v1/slow-ok?ms=2200", map[string]string{"X-API-Key": key}, "{}")
 		done <- r.Status
 	}()
 	waitFor(t, 2*time.Second, func() bool { return g.inFlight("acme", "slow-ok") == 1 })
-	time.Sleep(800 * time.Millisecond) // well past the 300 ms TTL
+	time.Sleep(1600 * time.Millisecond) // well past the 600 ms TTL
 	if n := g.inFlight("acme", "slow-ok"); n != 1 {
 		t.Fatalf("in flight after 2.6 TTLs: %d, want 1 (heartbeat lost the lease)", n)
 	}

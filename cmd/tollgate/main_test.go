@@ -28,7 +28,7 @@ const (
 // gateway is a real tollgate Main on 127.0.0.1:0 with a temp SQLite file
 // and the demo model server as its upstream.
 type gateway struct {
-	t      *testing.T
+	t      testing.TB
 	main   *Main
 	models *demomodel.Server
 	url    string
@@ -57,7 +57,7 @@ key_cache_ttl: 1m
 models:
   - {id: echo-text, feature: text, route: POST /v1/text, upstream: %[1]q, upstream_path: /v1/text/generate, timeout: 5s}
   - {id: echo-get, feature: text, route: GET /v1/text, upstream: %[1]q, upstream_path: /v1/hello}
-  - {id: demo-stt, feature: stt, route: POST /v1/audio/transcriptions, upstream: %[1]q, upstream_path: /v1/audio/transcribe}
+  - {id: demo-stt, feature: stt, route: POST /v1/audio/transcriptions, upstream: %[1]q, upstream_path: /v1/audio/transcribe, input: {max_bytes: 209715200, audio: {}}}
   - {id: slow, feature: text, route: POST /v1/slow, upstream: %[1]q, upstream_path: /v1/slow, timeout: 300ms}
   - {id: slow-ok, feature: text, route: POST /v1/slow-ok, upstream: %[1]q, upstream_path: /v1/slow, timeout: 10s}
   - {id: failing, feature: text, route: POST /v1/fail, upstream: %[1]q, upstream_path: /v1/fail}
@@ -71,7 +71,7 @@ plans:
   - {id: tiny, rpm: 3, features: [text]}
 `
 
-func refusedAddr(t *testing.T) string {
+func refusedAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func refusedAddr(t *testing.T) string {
 	return "http://" + addr
 }
 
-func startGateway(t *testing.T, profile, extra string) *gateway {
+func startGateway(t testing.TB, profile, extra string) *gateway {
 	t.Helper()
 	models, err := demomodel.Start()
 	if err != nil {
@@ -129,7 +129,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) JSON(t *testing.T) map[string]any {
+func (r response) JSON(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {

@@ -58,9 +58,11 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("seed plan %s: %w", p.ID, err)
 		}
 	}
+	var quota tollgate.Quota
 	switch b := c.LimiterBackend(); b.Kind {
 	case config.Memory:
-		m.Limiter = inmem.NewLimiter(c.LeaseTTL)
+		l := inmem.NewLimiter(c.LeaseTTL)
+		m.Limiter, quota = l, l
 	default:
 		store.Close()
 		return fmt.Errorf("limiter: %q is not built in this version; use %q", b.Kind, config.Memory)
@@ -69,6 +71,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.API = &httpapi.Server{
 		Store:       m.Store,
 		Limiter:     m.Limiter,
+		Quota:       quota,
 		Forward:     m.forward,
 		Models:      c.DomainModels(),
 		Profile:     c.Profile(),
@@ -79,10 +82,18 @@ func (m *Main) Open(ctx context.Context) error {
 		LeaseTTL:    c.LeaseTTL,
 		Logger:      m.Logger,
 		Now:         m.Now,
+
+		HistoryRetention: c.HistoryRetention,
 	}
 	h, err := m.API.Handler()
 	if err != nil {
 		return err
+	}
+	// Quota counters start from the ledger, never from zero.
+	if n, err := m.API.RebuildUsage(ctx); err != nil {
+		return fmt.Errorf("rebuild usage counters from the ledger: %w", err)
+	} else if n > 0 {
+		m.Logger.Info("usage counters rebuilt from the ledger", "groups", n)
 	}
 	m.ln, err = net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -98,8 +109,8 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string) (httpapi.Upstream, error) {
-	res, err := m.Proxy.Forward(w, r, chain, requestID)
+func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate.Model, requestID string, hook httpapi.Hook) (httpapi.Upstream, error) {
+	res, err := m.Proxy.ForwardHook(w, r, chain, requestID, upstream.Hook(hook))
 	if err != nil {
 		return httpapi.Upstream{}, err
 	}

@@ -1,11 +1,12 @@
-// Package limitertest is the contract every tollgate.Limiter passes: inmem
-// on one node, redis on a cluster. A backend's test calls Run.
+// Package limitertest is the contract every tollgate.Limiter and
+// tollgate.Quota passes: inmem on one node, redis on a cluster. A
+// backend's test calls Run for its limiter and RunQuota for its quota.
 //
-// The suite uses only the tollgate.Limiter interface. Time is a parameter:
-// every call passes an instant derived from one base time, so nothing
-// sleeps, and the limiter under test must decide by the time it is given.
-// Each subtest uses keys of its own, so a backend shared between subtests
-// (and between runs, like a Redis server) is fine.
+// Each suite uses only its interface. Time is a parameter: every call
+// passes an instant the test chooses, so nothing sleeps, and the backend
+// must decide by the time it is given. Each subtest uses keys (and orgs)
+// of its own, so a backend shared between subtests (and between runs,
+// like a Redis server) is fine.
 package limitertest
 
 import (

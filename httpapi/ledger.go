@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// committer is the ledger's group commit: every request hands in its usage
+// event and history item and waits; one goroutine commits whatever has
+// queued in one transaction and wakes every waiter. While one commit is on
+// disk the next batch gathers, so the fsync is shared by as many requests
+// as arrive during it.
+type committer struct {
+	ledger   tollgate.Ledger
+	in       chan *pendingCommit
+	maxBatch int
+	done     chan struct{}
+	logger   func(msg string, args ...any)
+}
+
+type pendingCommit struct {
+	event *tollgate.UsageEvent
+	item  *tollgate.HistoryItem
+	// errc receives the commit's result; nil for fire-and-forget items.
+	errc chan error
+}
+
+var errcPool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+func newCommitter(l tollgate.Ledger, logger func(string, ...any)) *committer {
+	c := &committer{ledger: l, in: make(chan *pendingCommit, 4096), maxBatch: 1024, done: make(chan struct{}), logger: logger}
+	go c.run()
+	return c
+}
+
+// commit appends ev and item durably and returns once they are committed.
+// It waits whatever the request's context says: a request that was
+// answered must be in the ledger.
+func (c *committer) commit(ev *tollgate.UsageEvent, item *tollgate.HistoryItem) error {
+	errc := errcPool.Get().(chan error)
+	c.in <- &pendingCommit{event: ev, item: item, errc: errc}
+	err := <-errc
+	errcPool.Put(errc)
+	return err
+}
+
+// record queues a history item without waiting (a failed request's
+// history; nothing is billed).
+func (c *committer) record(item *tollgate.HistoryItem) {
+	select {
+	case c.in <- &pendingCommit{item: item}:
+	default:
+		c.logger("history queue full; dropping a failure record", "request_id", item.RequestID)
+	}
+}
+
+// close commits what is queued and stops. Call it after the HTTP server
+// has shut down.
+func (c *committer) close() {
+	close(c.in)
+	<-c.done
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	batch := make([]*pendingCommit, 0, c.maxBatch)
+	events := make([]tollgate.UsageEvent, 0, c.maxBatch)
+	items := make([]tollgate.HistoryItem, 0, c.maxBatch)
+	for first := range c.in {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < c.maxBatch {
+			select {
+			case p, ok := <-c.in:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, p)
+			default:
+				break gather
+			}
+		}
+		events, items = events[:0], items[:0]
+		for _, p := range batch {
+			if p.event != nil {
+				events = append(events, *p.event)
+			}
+			if p.item != nil {
+				items = append(items, *p.item)
+			}
+		}
+		err := c.commitWithRetry(events, items)
+		for _, p := range batch {
+			if p.errc != nil {
+				p.errc <- err
+			}
+		}
+	}
+}
+
+// commitWithRetry retries a failed commit briefly: a busy database should
+// delay answers, not fail them.
+func (c *committer) commitWithRetry(events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
+	var err error
+	for attempt, wait := 0, 10*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = c.ledger.Commit(ctx, events, items)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		c.logger("ledger commit failed", "events", len(events), "items", len(items), "attempt", attempt+1, "err", err)
+		time.Sleep(wait)
+	}
+	return err
+}

@@ -1,0 +1,183 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+const insertEventQuery = `
+	INSERT INTO usage_events (request_id, org_id, key_id, model, unit, quantity, credits, free_credits, time, period)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (request_id) DO NOTHING`
+
+const insertItemQuery = `
+	INSERT INTO history (id, org_id, key_id, request_id, model, feature, status, code, unit,
+		quantity, credits, input, output, created_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO NOTHING`
+
+// Commit appends events and history items in one write transaction: the
+// unit of a group commit, durable (synchronous=FULL: one WAL fsync) when
+// Commit returns. An event whose request id is in the ledger already, or
+// earlier in the batch, is skipped, as is a history item whose ID exists;
+// neither is an error. An event without a request id, org or time (or an
+// item without an ID, org or creation time) fails the whole batch before
+// anything is written: it is the caller's bug.
+func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
+	if len(events) == 0 && len(items) == 0 {
+		return nil
+	}
+	for i := range events {
+		if err := checkEvent(&events[i]); err != nil {
+			return fmt.Errorf("sqlite: commit: event %d: %w", i, err)
+		}
+	}
+	for i := range items {
+		if err := checkItem(&items[i]); err != nil {
+			return fmt.Errorf("sqlite: commit: history item %d: %w", i, err)
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if len(events) > 0 {
+			st := tx.StmtContext(ctx, s.insertEvent)
+			for i := range events {
+				e := &events[i]
+				period, _, _ := tollgate.Period(e.Time)
+				if _, err := st.ExecContext(ctx, e.RequestID, e.OrgID, e.KeyID, e.Model, string(e.Unit),
+					e.Quantity, e.Credits, e.FreeCredits, e.Time.UnixNano(), period); err != nil {
+					return fmt.Errorf("event %q: %w", e.RequestID, err)
+				}
+			}
+		}
+		if len(items) > 0 {
+			st := tx.StmtContext(ctx, s.insertItem)
+			for i := range items {
+				h := &items[i]
+				if _, err := st.ExecContext(ctx, h.ID, h.OrgID, h.KeyID, h.RequestID, h.Model, h.Feature,
+					h.Status, string(h.Code), string(h.Unit), h.Quantity, h.Credits, h.Input, h.Output,
+					h.CreatedAt.UnixNano()); err != nil {
+					return fmt.Errorf("history item %q: %w", h.ID, err)
+				}
+			}
+		}
+		return nil
+	})
+	return wrap("commit", err)
+}
+
+func checkEvent(e *tollgate.UsageEvent) error {
+	switch {
+	case e.RequestID == "":
+		return errors.New("no request id")
+	case e.OrgID == "":
+		return fmt.Errorf("request %q: no org", e.RequestID)
+	case e.Time.IsZero():
+		return fmt.Errorf("request %q: no time", e.RequestID)
+	}
+	if _, err := encodeTime(e.Time); err != nil {
+		return fmt.Errorf("request %q: %w", e.RequestID, err)
+	}
+	return nil
+}
+
+func checkItem(h *tollgate.HistoryItem) error {
+	switch {
+	case h.ID == "":
+		return errors.New("no id")
+	case h.OrgID == "":
+		return fmt.Errorf("%q: no org", h.ID)
+	case h.CreatedAt.IsZero():
+		return fmt.Errorf("%q: no creation time", h.ID)
+	}
+	if _, err := encodeTime(h.CreatedAt); err != nil {
+		return fmt.Errorf("%q: %w", h.ID, err)
+	}
+	return nil
+}
+
+// UsageTotals sums the ledger per org × model × month (UTC) over the events
+// at or after since, ordered by org, model and month. The zero since sums
+// every event (free credits are a lifetime grant).
+func (s *Store) UsageTotals(ctx context.Context, since time.Time) ([]tollgate.UsageTotal, error) {
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT org_id, model, period, SUM(quantity), SUM(credits), SUM(free_credits)
+		FROM usage_events
+		WHERE time >= ?
+		GROUP BY org_id, model, period
+		ORDER BY org_id, model, period`, nanos(since))
+	if err != nil {
+		return nil, wrap("usage totals", err)
+	}
+	defer rows.Close()
+	var out []tollgate.UsageTotal
+	for rows.Next() {
+		var u tollgate.UsageTotal
+		if err := rows.Scan(&u.OrgID, &u.Model, &u.Period, &u.Units, &u.Credits, &u.FreeCredits); err != nil {
+			return nil, wrap("usage totals", err)
+		}
+		out = append(out, u)
+	}
+	return out, wrap("usage totals", rows.Err())
+}
+
+// dayOf is the UTC date "2006-01-02" of a unix-nanosecond time column:
+// floor division, so times before 1970 fall on the right day.
+const dayOf = `date(time / 1000000000 - (time % 1000000000 < 0), 'unixepoch')`
+
+// Usage sums the org's events with q.From <= time < q.To (a zero To: no
+// upper bound), grouped by
+//   - "day": one row per UTC day and unit (quantities of different units
+//     are never added up), Model empty, ordered by day then unit;
+//   - "model": one row per model and unit (a model whose meter changed
+//     has a row per unit), Day empty, ordered by model then unit.
+//
+// validation_error for another GroupBy or a To before From. An unknown org
+// has no usage: no rows, not not_found.
+func (s *Store) Usage(ctx context.Context, q tollgate.UsageQuery) ([]tollgate.UsageRow, error) {
+	var query string
+	switch q.GroupBy {
+	case "day":
+		query = `SELECT ` + dayOf + ` AS day, '', unit, COUNT(*), SUM(quantity), SUM(credits)
+			FROM usage_events
+			WHERE org_id = ? AND time >= ? AND time < ?
+			GROUP BY day, unit
+			ORDER BY day, unit`
+	case "model":
+		query = `SELECT '', model, unit, COUNT(*), SUM(quantity), SUM(credits)
+			FROM usage_events
+			WHERE org_id = ? AND time >= ? AND time < ?
+			GROUP BY model, unit
+			ORDER BY model, unit`
+	default:
+		return nil, tollgate.Errorf(tollgate.CodeValidationError, "group_by must be day or model, not %q.", q.GroupBy)
+	}
+	to := int64(math.MaxInt64)
+	if !q.To.IsZero() {
+		if q.To.Before(q.From) {
+			return nil, tollgate.Errorf(tollgate.CodeValidationError, "to must not be before from.")
+		}
+		to = nanos(q.To)
+	}
+	rows, err := s.read.QueryContext(ctx, query, q.OrgID, nanos(q.From), to)
+	if err != nil {
+		return nil, wrap("usage", err)
+	}
+	defer rows.Close()
+	var out []tollgate.UsageRow
+	for rows.Next() {
+		var r tollgate.UsageRow
+		var unit string
+		if err := rows.Scan(&r.Day, &r.Model, &unit, &r.Requests, &r.Quantity, &r.Credits); err != nil {
+			return nil, wrap("usage", err)
+		}
+		r.Unit = tollgate.Unit(unit)
+		out = append(out, r)
+	}
+	return out, wrap("usage", rows.Err())
+}
