@@ -70,3 +70,37 @@ func probeADTS(br *bufio.Reader, info Info) (Info, error) {
 	info.Duration = samplesDuration(samples, int64(info.SampleRate))
 	return info, nil
 }
+
+// parseASC reads the sample rate and channel count of an MPEG-4
+// AudioSpecificConfig (channels 0: given elsewhere).
+func parseASC(b []byte) (rate, channels int, ok bool) {
+	var pos int
+	get := func(n int) int {
+		v := 0
+		for i := 0; i < n; i++ {
+			if pos/8 >= len(b) {
+				ok = false
+				return 0
+			}
+			v = v<<1 | int(b[pos/8]>>(7-pos%8)&1)
+			pos++
+		}
+		return v
+	}
+	ok = true
+	if get(5) == 31 {
+		get(6)
+	}
+	if i := get(4); i == 15 {
+		rate = get(24)
+	} else if i < len(adtsRates) {
+		rate = adtsRates[i]
+	}
+	switch c := get(4); {
+	case c == 7:
+		channels = 8
+	case c < 7:
+		channels = c
+	}
+	return rate, channels, ok
+}

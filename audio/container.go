@@ -170,6 +170,10 @@ type syncFormat struct {
 	parse func(h, ref []byte) (n, samples int, ok bool)
 }
 
+// resyncWindow is how far resync looks at once; it exceeds the longest
+// frame (ADTS: 8191 bytes) with room for the next header.
+const resyncWindow = 16 << 10
+
 // errNoFrame reports a stream in which find saw no valid frame.
 var errNoFrame = errors.New("no frame")
 
@@ -257,7 +261,10 @@ func (f *syncFormat) resync(br *bufio.Reader, ref []byte, drop bool) (ok, data b
 		discard(buf, 1)
 	}
 	for {
-		buf, perr := br.Peek(br.Size())
+		// A window smaller than the buffer: Peek slides the buffered
+		// bytes when it refills, so peeking all of it on every resync
+		// would cost a buffer's worth of copying each time.
+		buf, perr := br.Peek(min(br.Size(), resyncWindow))
 		atEOF := perr != nil
 		if perr != nil && perr != io.EOF {
 			return false, data, perr
@@ -318,4 +325,81 @@ func (f *syncFormat) validAt(buf []byte, i int, ref []byte, atEOF bool) bool {
 		}
 	}
 	return tagLen(buf[next:], true) > 0
+}
+
+// cursor reads a bufio.Reader front to back, counting the offset.
+type cursor struct {
+	br  *bufio.Reader
+	pos int64
+}
+
+// read returns the next n bytes (n <= the buffer size), valid until the
+// next read: io.EOF when no byte was left, io.ErrUnexpectedEOF when
+// some were.
+func (c *cursor) read(n int) ([]byte, error) {
+	b, err := c.br.Peek(n)
+	if len(b) < n {
+		if len(b) == 0 && err == io.EOF {
+			return nil, io.EOF
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	c.br.Discard(n)
+	c.pos += int64(n)
+	return b, nil
+}
+
+// skip discards n bytes: io.ErrUnexpectedEOF when the input ends first.
+func (c *cursor) skip(n int64) error {
+	d, err := skip(c.br, n)
+	c.pos += d
+	return err
+}
+
+// nest is the stack of open containers: MP4 boxes, EBML master elements.
+type nest[K comparable] struct {
+	open [12]struct {
+		id  K
+		end int64 // -1: unknown size, or up to the end of the input
+	}
+	depth int
+}
+
+// push opens a container; false when they nest too deep.
+func (n *nest[K]) push(id K, end int64) bool {
+	if n.depth == len(n.open) {
+		return false
+	}
+	n.open[n.depth].id, n.open[n.depth].end = id, end
+	n.depth++
+	return true
+}
+
+// top returns the innermost open container.
+func (n *nest[K]) top() (id K, end int64, ok bool) {
+	if n.depth == 0 {
+		return id, -1, false
+	}
+	t := n.open[n.depth-1]
+	return t.id, t.end, true
+}
+
+// pop closes the innermost open container and returns its id.
+func (n *nest[K]) pop() K {
+	n.depth--
+	return n.open[n.depth].id
+}
+
+// limit is the end of the innermost open container of known size, -1
+// when there is none.
+func (n *nest[K]) limit() int64 {
+	for i := n.depth - 1; i >= 0; i-- {
+		if n.open[i].end >= 0 {
+			return n.open[i].end
+		}
+	}
+	return -1
 }

@@ -97,7 +97,7 @@ func (s *mp4Sizes) fit(avail int64) int64 {
 // mp4Track is what a trak says about itself.
 type mp4Track struct {
 	id        uint32
-	handler   string
+	sound     bool // its hdlr is "soun"
 	timescale int64
 	codec     string
 	rate      int
@@ -138,13 +138,6 @@ func (t *mp4Track) ticks(k int64) int64 {
 	return d
 }
 
-// mp4Box is an open container box; end is -1 when it runs to the end of
-// the input.
-type mp4Box struct {
-	typ string
-	end int64
-}
-
 // mp4Mdat is an mdat: where its payload starts, where it says it ends
 // (-1: at the end of the input) and where the bytes present end.
 type mp4Mdat struct{ start, end, present int64 }
@@ -156,10 +149,8 @@ type mp4Trex struct {
 }
 
 type mp4Parser struct {
-	br    *bufio.Reader
-	pos   int64
-	stack [12]mp4Box
-	depth int
+	cursor
+	open nest[string] // open container boxes
 
 	tracks  [2]mp4Track
 	cur     *mp4Track // the trak being read
@@ -180,7 +171,7 @@ type mp4Parser struct {
 }
 
 func probeMP4(br *bufio.Reader) (Info, error) {
-	p := &mp4Parser{br: br}
+	p := &mp4Parser{cursor: cursor{br: br}}
 	p.cur, p.audio = &p.tracks[0], nil
 	info := Info{Format: MP4}
 	if err := p.run(); err != nil {
@@ -271,7 +262,7 @@ func (p *mp4Parser) run() error {
 		default:
 			end = start + size
 		}
-		if lim := p.limit(); lim >= 0 {
+		if lim := p.open.limit(); lim >= 0 {
 			if end < 0 {
 				end = lim
 			} else if end > lim {
@@ -290,19 +281,19 @@ func (p *mp4Parser) eof(err error) error {
 	if err != io.EOF && err != io.ErrUnexpectedEOF {
 		return err
 	}
-	for p.depth > 0 && (p.stack[p.depth-1].end < 0 || p.pos >= p.stack[p.depth-1].end) {
+	for {
+		_, end, ok := p.open.top()
+		if !ok || (end >= 0 && p.pos < end) {
+			return nil
+		}
 		p.pop()
 	}
-	return nil
 }
 
 // box handles a box whose header has been read; end is -1 when it runs
 // to the end of the input.
 func (p *mp4Parser) box(typ string, end int64) error {
-	parent := ""
-	if p.depth > 0 {
-		parent = p.stack[p.depth-1].typ
-	}
+	parent, _, _ := p.open.top()
 	switch typ {
 	case "moov":
 		if p.moov != 0 {
@@ -328,37 +319,36 @@ func (p *mp4Parser) box(typ string, end int64) error {
 	if end >= 0 {
 		rem = end - p.pos
 	}
-	var err error
+	r := &boxReader{c: &p.cursor, rem: rem}
 	switch {
 	case typ == "tkhd" && parent == "trak":
-		err = p.tkhd(rem)
+		p.tkhd(r)
 	case typ == "mdhd" && parent == "mdia":
-		err = p.mdhd(rem)
+		p.mdhd(r)
 	case typ == "hdlr" && parent == "mdia":
-		err = p.hdlr(rem)
+		p.hdlr(r)
 	case typ == "elst" && parent == "edts":
-		err = p.elst(rem)
+		p.elst(r)
 	case typ == "stsd" && parent == "stbl":
-		err = p.stsd(rem)
+		p.stsd(r)
 	case typ == "stts" && parent == "stbl":
-		err = p.stts(rem)
+		p.stts(r)
 	case (typ == "stsz" || typ == "stz2") && parent == "stbl":
-		err = p.stsz(typ, rem)
+		p.stsz(typ, r)
 	case (typ == "stco" || typ == "co64") && parent == "stbl":
-		err = p.stco(typ, rem)
+		p.stco(typ, r)
 	case typ == "trex" && parent == "mvex":
-		err = p.trexBox(rem)
+		p.trexBox(r)
 	case typ == "tfhd" && parent == "traf":
-		err = p.tfhd(rem)
+		p.tfhd(r)
 	case typ == "trun" && parent == "traf" && p.inTraf:
-		err = p.trun(rem)
+		p.trun(r)
 	}
-	if err != nil {
-		return err
+	if r.err != nil {
+		return r.err
 	}
 	if end < 0 {
-		_, err := skip(p.br, math.MaxInt64)
-		return err
+		return p.skip(math.MaxInt64)
 	}
 	return p.skip(end - p.pos)
 }
@@ -367,14 +357,11 @@ func (p *mp4Parser) box(typ string, end int64) error {
 // fragment that precedes it.
 func (p *mp4Parser) mdat(end int64) error {
 	start := p.pos
-	var err error
-	if end < 0 {
-		var d int64
-		d, err = skip(p.br, math.MaxInt64)
-		p.pos += d
-	} else {
-		err = p.skip(end - p.pos)
+	n := int64(math.MaxInt64)
+	if end >= 0 {
+		n = end - p.pos
 	}
+	err := p.skip(n)
 	if p.nMdats < len(p.mdats) {
 		p.mdats[p.nMdats] = mp4Mdat{start: start, end: end, present: p.pos}
 		p.nMdats++
@@ -395,74 +382,43 @@ func (p *mp4Parser) mdat(end int64) error {
 	return err
 }
 
-func (p *mp4Parser) tkhd(rem int64) error {
-	h, err := p.field(rem, 4)
-	if err != nil {
-		return err
+func (p *mp4Parser) tkhd(r *boxReader) {
+	if v, _ := r.header(); v == 1 {
+		r.skip(16) // creation and modification times
+	} else {
+		r.skip(8)
 	}
-	rem -= 4
-	skipN := 8
-	if h[0] == 1 {
-		skipN = 16
-	}
-	if err := p.skipField(&rem, skipN); err != nil {
-		return err
-	}
-	b, err := p.field(rem, 4)
-	if err != nil {
-		return err
-	}
-	p.cur.id = binary.BigEndian.Uint32(b)
-	return nil
+	p.cur.id = r.u32()
 }
 
-func (p *mp4Parser) mdhd(rem int64) error {
-	h, err := p.field(rem, 4)
-	if err != nil {
-		return err
+func (p *mp4Parser) mdhd(r *boxReader) {
+	if v, _ := r.header(); v == 1 {
+		r.skip(16)
+	} else {
+		r.skip(8)
 	}
-	rem -= 4
-	skipN := 8
-	if h[0] == 1 {
-		skipN = 16
-	}
-	if err := p.skipField(&rem, skipN); err != nil {
-		return err
-	}
-	b, err := p.field(rem, 4)
-	if err != nil {
-		return err
-	}
-	p.cur.timescale = int64(binary.BigEndian.Uint32(b))
-	return nil
+	p.cur.timescale = int64(r.u32())
 }
 
-func (p *mp4Parser) hdlr(rem int64) error {
-	if err := p.skipField(&rem, 8); err != nil {
-		return err
+func (p *mp4Parser) hdlr(r *boxReader) {
+	r.skip(8) // version, flags, pre_defined
+	if b := r.next(4); string(b) == "soun" {
+		p.cur.sound = true
 	}
-	b, err := p.field(rem, 4)
-	if err != nil {
-		return err
-	}
-	if string(b) == "soun" {
-		p.cur.handler = "soun"
-	}
-	return nil
 }
 
 // stsd reads the first sample entry's codec, channels and sample rate,
 // refined by its esds (AAC, MP3) or dOps (Opus) box.
-func (p *mp4Parser) stsd(rem int64) error {
-	if err := p.skipField(&rem, 8); err != nil { // version, flags, entry_count
-		return err
+func (p *mp4Parser) stsd(r *boxReader) {
+	r.skip(8) // version, flags, entry_count
+	if r.err != nil || r.rem < 36 {
+		return
 	}
-	if rem < 36 {
-		return nil
-	}
-	b, _ := p.br.Peek(int(min(rem, 1024)))
+	// the entry is read in place; the box's end skips it
+	b, _ := p.br.Peek(int(min(r.rem, 1024)))
 	if len(b) < 36 {
-		return io.ErrUnexpectedEOF
+		r.err = io.ErrUnexpectedEOF
+		return
 	}
 	if n := binary.BigEndian.Uint32(b); n >= 36 && int64(n) < int64(len(b)) {
 		b = b[:n]
@@ -511,7 +467,6 @@ func (p *mp4Parser) stsd(rem int64) error {
 	if t.channels < 0 || t.channels > 255 {
 		t.channels = 0
 	}
-	return nil
 }
 
 // esds reads an MPEG-4 elementary stream descriptor: the object type
@@ -586,79 +541,30 @@ func (p *mp4Parser) esds(b []byte) {
 	}
 }
 
-// parseASC reads the sample rate and channel count of an MPEG-4
-// AudioSpecificConfig (channels 0: given elsewhere).
-func parseASC(b []byte) (rate, channels int, ok bool) {
-	var pos int
-	get := func(n int) int {
-		v := 0
-		for i := 0; i < n; i++ {
-			if pos/8 >= len(b) {
-				ok = false
-				return 0
-			}
-			v = v<<1 | int(b[pos/8]>>(7-pos%8)&1)
-			pos++
-		}
-		return v
-	}
-	ok = true
-	if get(5) == 31 {
-		get(6)
-	}
-	if i := get(4); i == 15 {
-		rate = get(24)
-	} else if i < len(adtsRates) {
-		rate = adtsRates[i]
-	}
-	switch c := get(4); {
-	case c == 7:
-		channels = 8
-	case c < 7:
-		channels = c
-	}
-	return rate, channels, ok
-}
-
 // elst reads the first edit's media time: the encoder priming to skip.
-func (p *mp4Parser) elst(rem int64) error {
-	h, err := p.field(rem, 8)
-	if err != nil {
-		return err
-	}
-	rem -= 8
-	w := 12
-	if h[0] == 1 {
-		w = 20
-	}
-	for n := binary.BigEndian.Uint32(h[4:]); n > 0 && rem >= int64(w); n-- {
-		b, err := p.field(rem, w)
-		if err != nil {
-			return err
-		}
-		rem -= int64(w)
+func (p *mp4Parser) elst(r *boxReader) {
+	v, _ := r.header()
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		var mt int64
-		if w == 12 {
-			mt = int64(int32(binary.BigEndian.Uint32(b[4:])))
+		if v == 1 {
+			r.skip(8) // segment_duration
+			mt = int64(r.u64())
 		} else {
-			mt = int64(binary.BigEndian.Uint64(b[8:]))
+			r.skip(4)
+			mt = int64(int32(r.u32()))
 		}
+		r.skip(4)     // media_rate
 		if mt != -1 { // -1 is an empty edit (a delay), not a skip
 			p.cur.priming = max(mt, 0)
-			break
+			return
 		}
 	}
-	return nil
 }
 
-func (p *mp4Parser) stts(rem int64) error {
-	n, err := p.entries(&rem, 8)
-	if err != nil {
-		return err
-	}
+func (p *mp4Parser) stts(r *boxReader) {
 	t := p.cur
 	t.sttsSamples, t.sttsTicks, t.nRuns, t.manyRuns = 0, 0, 0, false
-	return p.each(n, 8, func(e []byte) {
+	r.each(r.entries(8), 8, func(e []byte) {
 		c := int64(binary.BigEndian.Uint32(e))
 		d := int64(binary.BigEndian.Uint32(e[4:]))
 		t.sttsSamples = satAdd(t.sttsSamples, c)
@@ -672,108 +578,75 @@ func (p *mp4Parser) stts(rem int64) error {
 	})
 }
 
-func (p *mp4Parser) stsz(typ string, rem int64) error {
+// stsz reads the sample sizes of an stsz, or of an stz2 (4-, 8- or
+// 16-bit sizes).
+func (p *mp4Parser) stsz(typ string, r *boxReader) {
 	t := p.cur
 	t.haveSizes = true
 	t.sizes = mp4Sizes{}
-	h, err := p.field(rem, 12)
-	if err != nil {
-		return err
-	}
-	rem -= 12
-	count := int64(binary.BigEndian.Uint32(h[8:]))
-	if typ == "stsz" {
-		if size := int64(binary.BigEndian.Uint32(h[4:])); size != 0 {
-			t.sizes.count, t.sizes.constant = count, size
-			t.sizes.total = satMul(count, size)
-			return nil
-		}
-		if count > rem/4 {
-			return errMP4f("stsz lists %d samples in %d bytes", count, rem)
-		}
-		return p.each(count, 4, func(e []byte) { t.sizes.add(int64(binary.BigEndian.Uint32(e))) })
-	}
-	// stz2: 4-, 8- or 16-bit sizes
-	switch bitsPer := h[7]; bitsPer {
-	case 4:
-		if (count+1)/2 > rem {
-			return errMP4f("stz2 lists %d samples in %d bytes", count, rem)
-		}
-		left := count
-		return p.each((count+1)/2, 1, func(e []byte) {
-			t.sizes.add(int64(e[0] >> 4))
-			if left--; left > 0 {
-				t.sizes.add(int64(e[0] & 0xF))
-				left--
-			}
-		})
-	case 8, 16:
-		w := int(bitsPer / 8)
-		if count > rem/int64(w) {
-			return errMP4f("stz2 lists %d samples in %d bytes", count, rem)
-		}
-		return p.each(count, w, func(e []byte) {
-			if w == 1 {
-				t.sizes.add(int64(e[0]))
-			} else {
-				t.sizes.add(int64(binary.BigEndian.Uint16(e)))
-			}
-		})
-	default:
-		return errMP4f("stz2 has a field size of %d bits", bitsPer)
-	}
-}
-
-func (p *mp4Parser) stco(typ string, rem int64) error {
+	r.header()
+	field := r.u32() // stsz: sample_size; stz2: reserved and field_size
+	count := int64(r.u32())
 	w := 4
-	if typ == "co64" {
-		w = 8
+	switch {
+	case typ == "stsz" && field != 0:
+		t.sizes.count, t.sizes.constant = count, int64(field)
+		t.sizes.total = satMul(count, int64(field))
+		return
+	case typ == "stz2" && field&0xFF == 4:
+		r.each(r.fits((count+1)/2, 1), 1, func(e []byte) {
+			t.sizes.add(int64(e[0] >> 4))
+			if t.sizes.count < count {
+				t.sizes.add(int64(e[0] & 0xF))
+			}
+		})
+		return
+	case typ == "stz2" && (field&0xFF == 8 || field&0xFF == 16):
+		w = int(field&0xFF) / 8
+	case typ == "stz2":
+		r.fail("stz2 has a field size of %d bits", field&0xFF)
+		return
 	}
-	n, err := p.entries(&rem, w)
-	if err != nil || n == 0 {
-		return err
-	}
-	b, err := p.field(rem, w)
-	if err != nil {
-		return err
-	}
-	if w == 4 {
-		p.cur.firstChunk = int64(binary.BigEndian.Uint32(b))
-	} else if off := binary.BigEndian.Uint64(b); off <= math.MaxInt64/2 {
-		p.cur.firstChunk = int64(off)
-	}
-	return nil
+	r.each(r.fits(count, w), w, func(e []byte) {
+		switch w {
+		case 1:
+			t.sizes.add(int64(e[0]))
+		case 2:
+			t.sizes.add(int64(binary.BigEndian.Uint16(e)))
+		default:
+			t.sizes.add(int64(binary.BigEndian.Uint32(e)))
+		}
+	})
 }
 
-func (p *mp4Parser) trexBox(rem int64) error {
-	b, err := p.field(rem, 20)
-	if err != nil {
-		return err
-	}
-	if p.nTrex < len(p.trex) {
-		p.trex[p.nTrex] = mp4Trex{
-			id:    binary.BigEndian.Uint32(b[4:]),
-			dur:   int64(binary.BigEndian.Uint32(b[12:])),
-			bytes: int64(binary.BigEndian.Uint32(b[16:])),
+func (p *mp4Parser) stco(typ string, r *boxReader) {
+	if typ == "stco" {
+		if r.entries(4) > 0 {
+			p.cur.firstChunk = int64(r.u32())
 		}
+	} else if r.entries(8) > 0 {
+		if off := r.u64(); off <= math.MaxInt64/2 {
+			p.cur.firstChunk = int64(off)
+		}
+	}
+}
+
+func (p *mp4Parser) trexBox(r *boxReader) {
+	r.header()
+	x := mp4Trex{id: r.u32()}
+	r.skip(4) // default_sample_description_index
+	x.dur, x.bytes = int64(r.u32()), int64(r.u32())
+	if r.err == nil && p.nTrex < len(p.trex) {
+		p.trex[p.nTrex] = x
 		p.nTrex++
 	}
-	return nil
 }
 
-func (p *mp4Parser) tfhd(rem int64) error {
+func (p *mp4Parser) tfhd(r *boxReader) {
 	p.inTraf = false
-	if p.audio == nil {
-		return nil
-	}
-	h, err := p.field(rem, 8)
-	if err != nil {
-		return err
-	}
-	rem -= 8
-	flags := binary.BigEndian.Uint32(h) & 0xFFFFFF
-	if binary.BigEndian.Uint32(h[4:]) != p.audio.id {
-		return nil
+	_, flags := r.header()
+	if p.audio == nil || r.u32() != p.audio.id {
+		return
 	}
 	p.inTraf = true
 	p.tfDur, p.tfBytes = 0, 0
@@ -782,62 +655,36 @@ func (p *mp4Parser) tfhd(rem int64) error {
 			p.tfDur, p.tfBytes = x.dur, x.bytes
 		}
 	}
-	if flags&0x01 != 0 { // base_data_offset
-		if err := p.skipField(&rem, 8); err != nil {
-			return err
-		}
+	if flags&0x01 != 0 {
+		r.skip(8) // base_data_offset
 	}
-	if flags&0x02 != 0 { // sample_description_index
-		if err := p.skipField(&rem, 4); err != nil {
-			return err
-		}
+	if flags&0x02 != 0 {
+		r.skip(4) // sample_description_index
 	}
 	if flags&0x08 != 0 {
-		b, err := p.field(rem, 4)
-		if err != nil {
-			return err
-		}
-		rem -= 4
-		p.tfDur = int64(binary.BigEndian.Uint32(b))
+		p.tfDur = int64(r.u32())
 	}
 	if flags&0x10 != 0 {
-		b, err := p.field(rem, 4)
-		if err != nil {
-			return err
-		}
-		p.tfBytes = int64(binary.BigEndian.Uint32(b))
+		p.tfBytes = int64(r.u32())
 	}
-	return nil
 }
 
-func (p *mp4Parser) trun(rem int64) error {
-	h, err := p.field(rem, 8)
-	if err != nil {
-		return err
+func (p *mp4Parser) trun(r *boxReader) {
+	_, flags := r.header()
+	count := int64(r.u32())
+	if flags&0x01 != 0 {
+		r.skip(4) // data_offset
 	}
-	rem -= 8
-	flags := binary.BigEndian.Uint32(h) & 0xFFFFFF
-	count := int64(binary.BigEndian.Uint32(h[4:]))
-	if flags&0x01 != 0 { // data_offset
-		if err := p.skipField(&rem, 4); err != nil {
-			return err
-		}
+	if flags&0x04 != 0 {
+		r.skip(4) // first_sample_flags
 	}
-	if flags&0x04 != 0 { // first_sample_flags
-		if err := p.skipField(&rem, 4); err != nil {
-			return err
-		}
-	}
-	w := 4 * bits.OnesCount32(flags&0xF00)
+	w := 4 * bits.OnesCount32(flags&0xF00) // per-sample fields
 	if w == 0 {
 		p.fragTicks = satAdd(p.fragTicks, satMul(count, p.tfDur))
 		p.fragBytes = satAdd(p.fragBytes, satMul(count, p.tfBytes))
-		return nil
+		return
 	}
-	if count > rem/int64(w) {
-		return errMP4f("trun lists %d samples in %d bytes", count, rem)
-	}
-	return p.each(count, w, func(e []byte) {
+	r.each(r.fits(count, w), w, func(e []byte) {
 		d, s := p.tfDur, p.tfBytes
 		if flags&0x100 != 0 {
 			d = int64(binary.BigEndian.Uint32(e))
@@ -897,22 +744,19 @@ func printable(s string) string {
 }
 
 func (p *mp4Parser) push(typ string, end int64) error {
-	if p.depth == len(p.stack) {
+	if !p.open.push(typ, end) {
 		return errMP4f("boxes nested too deep")
 	}
-	p.stack[p.depth] = mp4Box{typ: typ, end: end}
-	p.depth++
 	return nil
 }
 
 // pop closes the innermost open box.
 func (p *mp4Parser) pop() {
-	p.depth--
-	switch p.stack[p.depth].typ {
+	switch p.open.pop() {
 	case "moov":
 		p.moov = 2
 	case "trak":
-		if p.audio == nil && p.cur.handler == "soun" {
+		if p.audio == nil && p.cur.sound {
 			p.audio, p.cur = p.cur, &p.tracks[1]
 		}
 	case "traf":
@@ -921,97 +765,99 @@ func (p *mp4Parser) pop() {
 }
 
 func (p *mp4Parser) popEnded() {
-	for p.depth > 0 && p.stack[p.depth-1].end >= 0 && p.pos >= p.stack[p.depth-1].end {
+	for {
+		_, end, ok := p.open.top()
+		if !ok || end < 0 || p.pos < end {
+			return
+		}
 		p.pop()
 	}
 }
 
-// limit is the end of the innermost open box of known size, -1 none.
-func (p *mp4Parser) limit() int64 {
-	for i := p.depth - 1; i >= 0; i-- {
-		if p.stack[i].end >= 0 {
-			return p.stack[i].end
-		}
-	}
-	return -1
+// boxReader reads the fields of a leaf box that has rem bytes left. The
+// first error sticks: later reads return zeros.
+type boxReader struct {
+	c   *cursor
+	rem int64
+	err error
 }
 
-// read returns the next n bytes (n <= the buffer size), valid until the
-// next read.
-func (p *mp4Parser) read(n int) ([]byte, error) {
-	b, err := p.br.Peek(n)
-	if len(b) < n {
-		if len(b) == 0 && err == io.EOF {
-			return nil, io.EOF
-		}
-		if err == nil || err == io.EOF {
+// next returns the next n bytes (n <= the buffer size), nil after an error.
+func (r *boxReader) next(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if r.rem < int64(n) {
+		r.fail("a box is too short for its fields")
+		return nil
+	}
+	b, err := r.c.read(n)
+	if err != nil {
+		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, err
+		r.err = err
+		return nil
 	}
-	p.br.Discard(n)
-	p.pos += int64(n)
-	return b, nil
+	r.rem -= int64(n)
+	return b
 }
 
-func (p *mp4Parser) skip(n int64) error {
-	d, err := skip(p.br, n)
-	p.pos += d
-	return err
+func (r *boxReader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = errMP4f(format, args...)
+	}
 }
 
-// field reads n bytes of a box with rem bytes left.
-func (p *mp4Parser) field(rem int64, n int) ([]byte, error) {
-	if rem < int64(n) {
-		return nil, errMP4f("a box is too short for its fields")
+func (r *boxReader) skip(n int) { r.next(n) }
+
+func (r *boxReader) u32() uint32 {
+	if b := r.next(4); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	b, err := p.read(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return b, err
+	return 0
 }
 
-// skipField skips n bytes of a box with *rem bytes left.
-func (p *mp4Parser) skipField(rem *int64, n int) error {
-	if *rem < int64(n) {
-		return errMP4f("a box is too short for its fields")
+func (r *boxReader) u64() uint64 {
+	if b := r.next(8); b != nil {
+		return binary.BigEndian.Uint64(b)
 	}
-	*rem -= int64(n)
-	return p.skip(int64(n))
+	return 0
+}
+
+// header reads a full box's version and flags.
+func (r *boxReader) header() (version byte, flags uint32) {
+	v := r.u32()
+	return byte(v >> 24), v & 0xFFFFFF
 }
 
 // entries reads a full box's version, flags and entry count, checking
-// that count entries of w bytes fit in the box.
-func (p *mp4Parser) entries(rem *int64, w int) (int64, error) {
-	b, err := p.field(*rem, 8)
-	if err != nil {
-		return 0, err
+// that the entries, w bytes each, fit in the box.
+func (r *boxReader) entries(w int) int64 {
+	r.header()
+	return r.fits(int64(r.u32()), w)
+}
+
+// fits returns n when n entries of w bytes fit in the box, else fails.
+func (r *boxReader) fits(n int64, w int) int64 {
+	if r.err == nil && n > r.rem/int64(w) {
+		r.fail("a table lists %d entries in %d bytes", n, r.rem)
 	}
-	*rem -= 8
-	n := int64(binary.BigEndian.Uint32(b[4:]))
-	if n > *rem/int64(w) {
-		return 0, errMP4f("a table lists %d entries in %d bytes", n, *rem)
+	if r.err != nil {
+		return 0
 	}
-	return n, nil
+	return n
 }
 
 // each calls fn on n entries of w bytes, reading them in batches.
-func (p *mp4Parser) each(n int64, w int, fn func([]byte)) error {
+func (r *boxReader) each(n int64, w int, fn func([]byte)) {
 	per := int64(4096 / w)
-	for n > 0 {
+	for n > 0 && r.err == nil {
 		k := min(n, per)
-		b, err := p.read(int(k) * w)
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
-		for i := 0; i < int(k); i++ {
-			fn(b[i*w : i*w+w])
+		b := r.next(int(k) * w)
+		for i := 0; i < len(b); i += w {
+			fn(b[i : i+w])
 		}
 		n -= k
 	}
-	return nil
 }

@@ -3,6 +3,7 @@ package audio
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -330,4 +331,18 @@ func BenchmarkProbeOgg(b *testing.B) {
 	s.packet = func(int) []byte { return oggOpusPacket(200) }
 	s.packets, s.perPage, s.granules = 50000, 50, nil
 	benchProbe(b, s.bytes(), Options{})
+}
+
+// TestProbeOggBadPagesBounded probes 4 MB of fake page headers, each
+// claiming a 64 KiB page whose CRC fails: the work spent on them is
+// capped, and the file refused as damaged.
+func TestProbeOggBadPagesBounded(t *testing.T) {
+	fake := join("OggS", make([]byte, 22), []byte{255}, bytes.Repeat([]byte{255}, 255))
+	in := bytes.Repeat(fake, (4<<20)/len(fake))
+	start := time.Now()
+	_, err := Probe(bytes.NewReader(in), Options{})
+	if tollgate.ErrorCode(err) != tollgate.CodeUnsupportedAudioFormat || !strings.Contains(tollgate.ErrorMessage(err), "damaged") {
+		t.Errorf("Probe error = %v, want a damaged file", err)
+	}
+	t.Logf("%d bytes in %v", len(in), time.Since(start))
 }

@@ -33,7 +33,8 @@ import (
 //     gap between blocks), and for Vorbis at most blocksize_1/2 samples
 //     per packet, so forged timestamps cannot stretch it.
 //
-// Elements after the first Segment (chained segments) are not read.
+// Elements after the first Segment (chained segments) are not read, nor
+// are blocks met before the Tracks that describe them.
 
 // Matroska element IDs (marker bits kept).
 const (
@@ -96,12 +97,6 @@ type mkvTrack struct {
 
 func (t *mkvTrack) codec() string { return string(t.codecID[:t.codecLen]) }
 
-// mkvFrame is an open master element; end is -1 for unknown size.
-type mkvFrame struct {
-	id  uint32
-	end int64
-}
-
 // mkvBlockInfo is a block of the audio track: its timestamp in ticks and
 // its samples (-1 when the codec does not tell).
 type mkvBlockInfo struct {
@@ -113,11 +108,8 @@ type mkvBlockInfo struct {
 }
 
 type webmParser struct {
-	br    *bufio.Reader
-	pos   int64
-	stack [8]mkvFrame
-	depth int
-	buf   [256]byte
+	cursor
+	open nest[uint32] // open master elements
 
 	docType    [16]byte
 	docLen     int
@@ -146,7 +138,7 @@ type webmParser struct {
 var errEBML = errors.New("bad EBML")
 
 func probeWebM(br *bufio.Reader) (Info, error) {
-	p := &webmParser{br: br, scale: 1000000, exact: true}
+	p := &webmParser{cursor: cursor{br: br}, scale: 1000000, exact: true}
 	info := Info{Format: WebM}
 	err := p.run()
 	if errors.Is(err, errEBML) {
@@ -172,13 +164,13 @@ func probeWebM(br *bufio.Reader) (Info, error) {
 		// encoder's input rate)
 		info.SampleRate = 48000
 	}
-	info.Duration = p.duration(info.Channels)
+	info.Duration = p.duration()
 	info.HasSamples = info.Duration > 0
 	return info, nil
 }
 
 // duration measures the audio track's blocks.
-func (p *webmParser) duration(channels int) time.Duration {
+func (p *webmParser) duration() time.Duration {
 	if p.blocks == 0 {
 		return 0
 	}
@@ -260,10 +252,10 @@ func (p *webmParser) vorbisMaxBlock() int64 {
 
 // mkvCodecName maps a Matroska CodecID to a codec name.
 func mkvCodecName(id string, depth uint64) string {
-	pcm := func(kind string) string {
+	pcm := func(kind, endian string) string {
 		switch depth {
 		case 8, 16, 24, 32, 64:
-			return "pcm_" + kind + strconv.FormatUint(depth, 10)
+			return "pcm_" + kind + strconv.FormatUint(depth, 10) + endian
 		}
 		return "pcm"
 	}
@@ -284,11 +276,11 @@ func mkvCodecName(id string, depth uint64) string {
 		if depth == 8 {
 			return "pcm_u8"
 		}
-		return pcm("s") + "le"
+		return pcm("s", "le")
 	case id == "A_PCM/INT/BIG":
-		return pcm("s") + "be"
+		return pcm("s", "be")
 	case id == "A_PCM/FLOAT/IEEE":
-		return pcm("f") + "le"
+		return pcm("f", "le")
 	}
 	return strings.ToLower(strings.TrimPrefix(id, "A_"))
 }
@@ -314,17 +306,21 @@ func (p *webmParser) run() error {
 		if err != nil {
 			return err
 		}
-		for p.depth > 0 && p.stack[p.depth-1].end < 0 && !p.childOf(p.stack[p.depth-1].id, id) {
-			p.pop()
+		for {
+			top, end, ok := p.open.top()
+			if !ok || end >= 0 || p.childOf(top, id) {
+				break
+			}
+			p.pop() // the unknown-size element ends here
 		}
-		if p.depth == 0 && p.segment {
+		if p.open.depth == 0 && p.segment {
 			break // past the first Segment: not read
 		}
 		end := int64(-1)
 		if size >= 0 {
 			end = satAdd(p.pos, size)
 		}
-		if lim := p.limit(); lim >= 0 {
+		if lim := p.open.limit(); lim >= 0 {
 			if end < 0 {
 				end = lim
 			} else if end > lim {
@@ -340,7 +336,7 @@ func (p *webmParser) run() error {
 		}
 	}
 	// a truncated BlockGroup still counts its complete Block
-	for p.depth > 0 {
+	for p.open.depth > 0 {
 		p.pop()
 	}
 	return nil
@@ -349,18 +345,15 @@ func (p *webmParser) run() error {
 // element handles one element whose header has been read; size is -1
 // when unknown, end its end offset (-1 unknown).
 func (p *webmParser) element(id uint32, size, end int64) error {
-	top := uint32(0)
-	if p.depth > 0 {
-		top = p.stack[p.depth-1].id
-	}
+	top, _, _ := p.open.top()
 	switch id {
 	case ebmlHeaderID:
-		if p.depth != 0 || size < 0 {
+		if p.open.depth != 0 || size < 0 {
 			return errEBMLf("misplaced EBML header")
 		}
 		return p.push(id, end)
 	case mkvSegment:
-		if p.depth != 0 {
+		if p.open.depth != 0 {
 			return errEBMLf("nested Segment")
 		}
 		switch d := string(p.docType[:p.docLen]); d {
@@ -651,18 +644,15 @@ func opusPacketSamples(p []byte) int {
 }
 
 func (p *webmParser) push(id uint32, end int64) error {
-	if p.depth == len(p.stack) {
+	if !p.open.push(id, end) {
 		return errEBMLf("elements nested too deep")
 	}
-	p.stack[p.depth] = mkvFrame{id: id, end: end}
-	p.depth++
 	return nil
 }
 
 // pop closes the innermost open element.
 func (p *webmParser) pop() {
-	p.depth--
-	switch p.stack[p.depth].id {
+	switch p.open.pop() {
 	case mkvTrackEntry:
 		if !p.haveTrack && p.cur.typ == 2 {
 			p.track, p.haveTrack = p.cur, true
@@ -678,7 +668,11 @@ func (p *webmParser) pop() {
 
 // popEnded closes the known-size elements that end at the position.
 func (p *webmParser) popEnded() {
-	for p.depth > 0 && p.stack[p.depth-1].end >= 0 && p.pos >= p.stack[p.depth-1].end {
+	for {
+		_, end, ok := p.open.top()
+		if !ok || end < 0 || p.pos < end {
+			return
+		}
 		p.pop()
 	}
 }
@@ -694,39 +688,8 @@ func (p *webmParser) childOf(parent, id uint32) bool {
 	return true
 }
 
-// limit is the end of the innermost open element of known size, -1 none.
-func (p *webmParser) limit() int64 {
-	for i := p.depth - 1; i >= 0; i-- {
-		if p.stack[i].end >= 0 {
-			return p.stack[i].end
-		}
-	}
-	return -1
-}
-
 func errEBMLf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errEBML}, args...)...)
-}
-
-// read returns the next n bytes (n <= the buffer size), valid until the
-// next read.
-func (p *webmParser) read(n int) ([]byte, error) {
-	b, err := p.br.Peek(n)
-	if len(b) < n {
-		if err == io.EOF || err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	p.br.Discard(n)
-	p.pos += int64(n)
-	return b, nil
-}
-
-func (p *webmParser) skip(n int64) error {
-	d, err := skip(p.br, n)
-	p.pos += d
-	return err
 }
 
 // readVint reads a variable-length integer of at most maxLen bytes. With

@@ -47,16 +47,6 @@ func (c *committer) commit(ev *tollgate.UsageEvent, item *tollgate.HistoryItem) 
 	return err
 }
 
-// record queues a history item without waiting (a failed request's
-// history; nothing is billed).
-func (c *committer) record(item *tollgate.HistoryItem) {
-	select {
-	case c.in <- &pendingCommit{item: item}:
-	default:
-		c.logger("history queue full; dropping a failure record", "request_id", item.RequestID)
-	}
-}
-
 // close commits what is queued and stops. Call it after the HTTP server
 // has shut down.
 func (c *committer) close() {

@@ -250,7 +250,8 @@ func (rt *route) historyItem(a *tollgate.Access, requestID string, facts tollgat
 }
 
 // recordFailure adds a failed generation to the org's history (nothing is
-// charged, and the caller does not wait for it).
+// charged). It waits for the commit, so the history a client reads after
+// an answer holds that answer.
 func (rt *route) recordFailure(a *tollgate.Access, requestID string, facts tollgate.Facts, err error, now time.Time) {
 	if rt.s.ledger == nil {
 		return
@@ -260,7 +261,9 @@ func (rt *route) recordFailure(a *tollgate.Access, requestID string, facts tollg
 	item.Code = e.Code
 	item.Status = rt.profile.Status(e)
 	item.Output = string(e.Code)
-	rt.s.ledger.record(item)
+	if err := rt.s.ledger.commit(nil, item); err != nil {
+		rt.s.logger().Error("history: record failure", "request_id", requestID, "err", err)
+	}
 }
 
 // acquire takes a concurrency lease and returns its release func. The lease

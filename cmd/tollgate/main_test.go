@@ -66,9 +66,20 @@ models:
   - {id: gone, feature: text, route: POST /v1/gone, upstream: %[2]q}
   - {id: premium, feature: premium, route: POST /v1/premium, upstream: %[1]q, upstream_path: /v1/text/generate}
   - {id: ungranted, feature: text, route: POST /v1/ungranted, upstream: %[1]q, upstream_path: /v1/text/generate}
+  - id: priced
+    feature: text
+    route: POST /v1/priced
+    upstream: %[1]q
+    upstream_path: /v1/text/generate
+    input: {json_schema: {type: object, required: [text]}, max_length: {/text: 200}, text_field: /text}
+    meter: {price: 1.5}
+  - {id: priced-fail, feature: text, route: POST /v1/priced-fail, upstream: %[1]q, upstream_path: /v1/fail, meter: {price: 1.5}}
+  - {id: priced-403, feature: text, route: POST /v1/priced-403, upstream: %[1]q, upstream_path: /v1/text/generate, meter: {price: 1.5}, error_profile: detail, error_statuses: {quota_exceeded: 403}}
 plans:
   - {id: basic, rpm: 1000, concurrency: 0, model_concurrency: {slow-ok: 2}, features: [text, stt, forecast]}
   - {id: tiny, rpm: 3, features: [text]}
+  - {id: free, rpm: 100000, features: ["*"]}
+  - {id: paid, rpm: 100000, features: ["*"]}
 `
 
 func refusedAddr(t testing.TB) string {

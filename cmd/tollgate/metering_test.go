@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/tollgate/tollgate/internal/demomodel"
+)
+
+// meteredExtra adds metered models and plans to the e2e config's models
+// and plans through YAML anchors would be neat; instead the e2e config is
+// reused and billing is set through the admin API.
+
+func (g *gateway) plan(id string, body map[string]any) {
+	g.t.Helper()
+	g.admin("PUT", "/admin/plans/"+id, body, 200)
+}
+
+// usageTotal reads the ledger through the admin usage API.
+func (g *gateway) usage(org string) map[string]any {
+	g.t.Helper()
+	return g.admin("GET", "/admin/orgs/"+org+"/usage?group_by=model", nil, 200)
+}
+
+func creditsOf(u map[string]any) float64 {
+	var total float64
+	for _, r := range u["rows"].([]any) {
+		total += r.(map[string]any)["credits"].(float64)
+	}
+	return total
+}
+
+func requestsOf(u map[string]any) int {
+	var n int
+	for _, r := range u["rows"].([]any) {
+		n += int(r.(map[string]any)["requests"].(float64))
+	}
+	return n
+}
+
+// TestNoOvershoot: a budget for exactly 10 requests, 200 concurrent
+// requests from a cold start → exactly 10 admitted, the ledger holds 10 ×
+// the price.
+func TestNoOvershoot(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	// echo-text costs 1 request; price it through the meter-priced model below.
+	g.plan("free", map[string]any{"rpm": 100000, "features": []string{"*"}, "billing_required": true, "free_credits": 15})
+	_, key, _ := g.newOrg("acme", "free", []string{"priced"}, nil)
+	const n = 200
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, _ := http.NewRequest("POST", g.url+"/v1/priced", strings.NewReader(`{"text":"x"}`))
+			req.Header.Set("X-API-Key", key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[200] != 10 || count[402] != n-10 {
+		t.Fatalf("answers %v, want exactly 10 × 200 and %d × 402", count, n-10)
+	}
+	u := g.usage("acme")
+	if c := creditsOf(u); c != 15 || requestsOf(u) != 10 {
+		t.Errorf("ledger: %v credits over %d requests, want 15 over 10", c, requestsOf(u))
+	}
+	free := u["balance"].(map[string]any)["free_credits"].(map[string]any)
+	if free["left"] != float64(0) || free["used"] != float64(15) {
+		t.Errorf("balance %v", free)
+	}
+}
+
+// TestFailedAndRefusedChargeNothing: an upstream failure, a timeout and a
+// refused request leave the ledger and the counters as they were.
+func TestFailedAndRefusedChargeNothing(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	g.plan("free", map[string]any{"rpm": 100000, "features": []string{"*"}, "billing_required": true, "free_credits": 100})
+	_, key, _ := g.newOrg("acme", "free", []string{"priced", "priced-fail"}, nil)
+	h := map[string]string{"X-API-Key": key}
+	if r := g.do("POST", "/v1/priced", h, `{"text":"x"}`); r.Status != 200 {
+		t.Fatalf("priced: %d %s", r.Status, r.Body)
+	}
+	for _, c := range []struct {
+		path, body string
+		status     int
+	}{
+		{"/v1/priced-fail", `{}`, 502},
+		{"/v1/priced", `{"text":`, 422},
+		{"/v1/priced", `{"text":"` + strings.Repeat("a", 300) + `"}`, 422},
+	} {
+		if r := g.do("POST", c.path, h, c.body); r.Status != c.status {
+			t.Errorf("%s: %d, want %d: %s", c.path, r.Status, c.status, r.Body)
+		}
+	}
+	u := g.usage("acme")
+	if c := creditsOf(u); c != 1.5 || requestsOf(u) != 1 {
+		t.Errorf("ledger: %v credits over %d requests, want 1.5 over 1", c, requestsOf(u))
+	}
+	if used := u["balance"].(map[string]any)["free_credits"].(map[string]any)["used"]; used != 1.5 {
+		t.Errorf("free credits used %v, want 1.5", used)
+	}
+	// History has the success and the failures, newest first.
+	hist := g.do("GET", "/v1/history?limit=10", h, "")
+	var hl struct {
+		Items []struct {
+			Status int
+			Code   string
+			Model  string
+		}
+	}
+	json.Unmarshal(hist.Body, &hl)
+	if len(hl.Items) != 4 || hl.Items[3].Status != 200 || hl.Items[2].Code != "upstream_error" {
+		t.Errorf("history %s", hist.Body)
+	}
+}
+
+// TestQuotaExceeded: a monthly credit limit answers quota_exceeded with its
+// details and Retry-After to the month's end, remapped to 403 by the
+// model's profile (seed 000).
+func TestQuotaExceeded(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	g.plan("paid", map[string]any{"rpm": 100000, "features": []string{"*"}, "monthly_credit_cap": 1000})
+	_, key, _ := g.newOrg("acme", "paid", []string{"priced", "priced-403"}, nil)
+	g.admin("PUT", "/admin/orgs/acme/billing", map[string]any{"active": true, "monthly_credit_limit": 3}, 200)
+	if r := g.admin("PUT", "/admin/orgs/acme/billing", map[string]any{"active": true, "monthly_credit_limit": 5000}, 422); r["code"] != "validation_error" {
+		t.Errorf("limit above the plan's cap: %v", r)
+	}
+	h := map[string]string{"X-API-Key": key}
+	for i := 0; i < 2; i++ {
+		if r := g.do("POST", "/v1/priced", h, `{"text":"x"}`); r.Status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r := g.do("POST", "/v1/priced", h, `{"text":"x"}`)
+	if r.Status != 429 {
+		t.Fatalf("third request: %d %s", r.Status, r.Body)
+	}
+	body := r.JSON(t)
+	d := body["details"].(map[string]any)
+	_, _, resets := periodOf(g.clock.Now())
+	if d["unit"] != "credits" || d["used"] != float64(3) || d["limit"] != float64(3) || d["resets_at"] != resets.Format(time.RFC3339) {
+		t.Errorf("details %v", d)
+	}
+	if ra := r.Header.Get("Retry-After"); ra == "" || ra == "1" && time.Until(resets) > 2*time.Second {
+		t.Errorf("Retry-After %q, want the seconds to %v", ra, resets)
+	}
+	if r := g.do("POST", "/v1/priced-403", h, `{"text":"x"}`); r.Status != 403 || r.JSON(t)["detail"] == nil {
+		t.Errorf("profile remap: %d %s", r.Status, r.Body)
+	}
+}
+
+func periodOf(t time.Time) (string, time.Time, time.Time) {
+	t = t.UTC()
+	start := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return start.Format("2006-01"), start, start.AddDate(0, 1, 0)
+}
+
+// TestBOLA: org A's key against org B's history ids, every verb → 404,
+// and B's item untouched.
+func TestBOLA(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	_, keyA, _ := g.newOrg("org-a", "basic", allModels, nil)
+	_, keyB, _ := g.newOrg("org-b", "basic", allModels, nil)
+	hb := map[string]string{"X-API-Key": keyB}
+	if r := g.do("POST", "/v1/text", hb, `{"text":"secret of b"}`); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	var list struct{ Items []struct{ ID string } }
+	json.Unmarshal(g.do("GET", "/v1/history", hb, "").Body, &list)
+	if len(list.Items) != 1 {
+		t.Fatalf("b's history: %+v", list)
+	}
+	idB := list.Items[0].ID
+	ha := map[string]string{"X-API-Key": keyA}
+	for _, method := range []string{"GET", "DELETE"} {
+		r := g.do(method, "/v1/history/"+idB, ha, "")
+		if r.Status != 404 || r.JSON(t)["code"] != "not_found" || strings.Contains(string(r.Body), "secret") {
+			t.Errorf("%s b's item with a's key: %d %s", method, r.Status, r.Body)
+		}
+	}
+	if r := g.do("GET", "/v1/history", ha, ""); strings.Contains(string(r.Body), idB) {
+		t.Errorf("a's list shows b's item: %s", r.Body)
+	}
+	if r := g.do("GET", "/v1/usage?group_by=model", ha, ""); strings.Contains(string(r.Body), `"requests":1`) {
+		t.Errorf("a's usage counts b's request: %s", r.Body)
+	}
+	if r := g.do("GET", "/v1/history/"+idB, hb, ""); r.Status != 200 {
+		t.Errorf("b's own item after a's attempts: %d", r.Status)
+	}
+	if r := g.do("DELETE", "/v1/history/"+idB, hb, ""); r.Status != 204 {
+		t.Errorf("b deletes its item: %d", r.Status)
+	}
+	if r := g.do("GET", "/v1/history/"+idB, hb, ""); r.Status != 404 {
+		t.Errorf("deleted item: %d", r.Status)
+	}
+	if r := g.do("GET", "/v1/history?limit=0", hb, ""); r.Status != 422 {
+		t.Errorf("limit=0: %d", r.Status)
+	}
+	if r := g.do("GET", "/v1/history", nil, ""); r.Status != 401 {
+		t.Errorf("no key: %d", r.Status)
+	}
+}
+
+// TestMain lets the test binary serve as a gateway subprocess for the
+// crash test.
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv("TOLLGATE_TEST_SERVE"); cfg != "" {
+		cmd := newRootCmd(os.Stdout, os.Stderr, os.Environ())
+		cmd.SetArgs([]string{"serve", "--config", cfg})
+		if err := cmd.ExecuteContext(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestCrashLosesNothing kill -9s a gateway process under load, restarts it,
+// and checks the ledger against what the client saw: every request the
+// client saw succeed is in the ledger once, and the ledger holds nothing
+// else but requests whose answers were cut off by the kill.
+func TestCrashLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts subprocesses")
+	}
+	models, err := demomodel.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close()
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(dir, "tollgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+listen: %s
+store: sqlite://%s
+admin_token: %s
+key_secret: %s
+models:
+  - {id: echo, route: POST /v1/echo, upstream: %q, upstream_path: /v1/text/generate, meter: {price: 1}}
+plans:
+  - {id: p, rpm: 1000000, features: ["*"]}
+`, addr, filepath.Join(dir, "t.db"), testAdmin, testSecret, models.URL)), 0o600)
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "TOLLGATE_TEST_SERVE="+cfg)
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, func() bool {
+			resp, err := http.Get("http://" + addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		})
+		return cmd
+	}
+	proc := start()
+	g := &gateway{t: t, url: "http://" + addr}
+	_, key, _ := g.newOrg("acme", "p", []string{"echo"}, nil)
+
+	var (
+		mu     sync.Mutex
+		seen   = map[string]int{}
+		other  = map[int]int{}
+		cutOff atomic.Int64
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				req, _ := http.NewRequest("POST", g.url+"/v1/echo", strings.NewReader(`{"text":"x"}`))
+				req.Header.Set("X-API-Key", key)
+				resp, err := client.Do(req)
+				if err != nil {
+					if !errors.Is(err, syscall.ECONNREFUSED) {
+						cutOff.Add(1) // sent, answer lost (refused ones never left)
+					}
+					continue
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					cutOff.Add(1)
+				case resp.StatusCode == 200:
+					mu.Lock()
+					seen[resp.Header.Get("X-Request-Id")]++
+					mu.Unlock()
+				default:
+					mu.Lock()
+					other[resp.StatusCode]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	proc.Process.Kill() // SIGKILL: no shutdown, no flush
+	proc.Wait()
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT request_id FROM usage_events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := map[string]int{}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ledger[id]++
+	}
+	rows.Close()
+	if len(seen) < 100 {
+		t.Fatalf("only %d requests succeeded before the kill; other answers %v, %d cut off", len(seen), other, cutOff.Load())
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("request id %s answered %d times", id, n)
+		}
+		if ledger[id] != 1 {
+			t.Errorf("answered request %s is in the ledger %d times", id, ledger[id])
+		}
+	}
+	extra := 0
+	for id, n := range ledger {
+		if n != 1 {
+			t.Errorf("request %s billed %d times", id, n)
+		}
+		if seen[id] == 0 {
+			extra++
+		}
+	}
+	if int64(extra) > cutOff.Load() {
+		t.Errorf("%d ledger events were never answered, but only %d requests were cut off", extra, cutOff.Load())
+	}
+	t.Logf("%d answered, %d in the ledger, %d cut off by the kill, %d billed but cut off", len(seen), len(ledger), cutOff.Load(), extra)
+
+	// After a restart the counters come from the ledger.
+	proc = start()
+	defer func() { proc.Process.Kill(); proc.Wait() }()
+	u := g.usage("acme")
+	if got := u["balance"].(map[string]any)["month_credits"]; got != float64(len(ledger)) {
+		t.Errorf("month credits after restart %v, want %d (the ledger)", got, len(ledger))
+	}
+}
