@@ -67,7 +67,7 @@ func probeADTS(br *bufio.Reader, info Info) (Info, error) {
 		return info, err
 	}
 	info.HasSamples = samples > 0
-	info.Duration = samplesDuration(samples, int64(info.SampleRate))
+	info.Duration = framesDuration(samples, int64(info.SampleRate))
 	return info, nil
 }
 

@@ -25,9 +25,9 @@ func adtsStream(h [7]byte, n, length int) []byte {
 }
 
 func TestProbeAAC(t *testing.T) {
-	frame16k := samplesDuration(1024, 16000)
+	frame16k := framesDuration(1024, 16000)
 	mono16 := func(frames int64) Info {
-		return Info{Format: AAC, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: true, Duration: samplesDuration(frames*1024, 16000)}
+		return Info{Format: AAC, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: true, Duration: framesDuration(frames*1024, 16000)}
 	}
 	lc := adtsHdr(8, 1, 0) // 16 kHz mono
 	stream := adtsStream(lc, 50, 100)
@@ -49,7 +49,7 @@ func TestProbeAAC(t *testing.T) {
 		}(), id3v1()), want: mono16(50)},
 		{name: "another sampling rate mid-stream is garbage", in: cat(stream, adtsStream(adtsHdr(3, 1, 0), 10, 100)), want: mono16(50)},
 		{name: "8 channels", in: adtsStream(adtsHdr(3, 7, 0), 10, 300),
-			want: Info{Format: AAC, Codec: "aac", SampleRate: 48000, Channels: 8, HasSamples: true, Duration: samplesDuration(10*1024, 48000)}},
+			want: Info{Format: AAC, Codec: "aac", SampleRate: 48000, Channels: 8, HasSamples: true, Duration: framesDuration(10*1024, 48000)}},
 		{name: "one frame cut short", in: stream[:50], want: Info{Format: AAC, Codec: "aac", SampleRate: 16000, Channels: 1}},
 		{name: "garbage after the sync", in: cat(lc[:], bytes.Repeat([]byte("x"), 5000)), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "reserved sampling frequency", in: adtsStream(adtsHdr(13, 1, 0), 10, 100), code: tollgate.CodeUnsupportedAudioFormat},

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"time"
 )
 
 // Helpers shared by the streaming parsers of mp3.go, aac.go, webm.go and
@@ -35,20 +34,6 @@ func skip(br *bufio.Reader, n int64) (int64, error) {
 		}
 	}
 	return done, nil
-}
-
-// samplesDuration converts a sample count at rate samples per second to a
-// duration, saturating instead of overflowing.
-func samplesDuration(samples, rate int64) time.Duration {
-	if samples <= 0 || rate <= 0 {
-		return 0
-	}
-	whole := samples / rate
-	if whole >= int64(math.MaxInt64/time.Second) {
-		return time.Duration(math.MaxInt64)
-	}
-	frac := samples % rate
-	return time.Duration(whole)*time.Second + time.Duration(frac*int64(time.Second)/rate)
 }
 
 // satAdd adds two non-negative counts, saturating at MaxInt64.
@@ -86,52 +71,21 @@ func mulDiv(a, b, c int64) int64 {
 	return int64(q)
 }
 
-// tagLen reports the length of a metadata tag starting at h (ID3v2, ID3v1
-// "TAG", APEv2 header or footer), 0 when h does not start one and -1 when h
-// is too short to tell. Sizes come from the file and are only ever skipped.
-func tagLen(h []byte, atEOF bool) int64 {
-	prefix := func(magic string, n int) int {
-		m := len(magic)
-		if len(h) < m {
-			if !atEOF && bytes.HasPrefix([]byte(magic), h) {
-				return -1
-			}
-			return 0
-		}
-		if string(h[:m]) != magic {
-			return 0
-		}
-		if len(h) < n {
-			if atEOF {
-				return 0
-			}
-			return -1
-		}
-		return 1
-	}
-	switch prefix("ID3", 10) {
-	case -1:
-		return -1
-	case 1:
-		if n, ok := id3v2Len(h); ok {
-			return n
-		}
-		return 0
-	}
-	switch prefix("TAG", 3) {
-	case -1:
-		return -1
-	case 1:
+// tagLen reports the length of the metadata tag starting at h (ID3v2,
+// ID3v1 "TAG", an APEv2 header or footer), 0 when h does not start one.
+// h holds at least 32 bytes unless the input ends sooner. Sizes come from
+// the file and are only ever skipped.
+func tagLen(h []byte) int64 {
+	switch {
+	case len(h) >= 10 && string(h[:3]) == "ID3":
+		n, _ := id3v2Len(h)
+		return n
+	case len(h) >= 3 && string(h[:3]) == "TAG":
 		return 128
-	}
-	switch prefix("APETAGEX", 32) {
-	case -1:
-		return -1
-	case 1:
-		size := int64(binary.LittleEndian.Uint32(h[12:16]))
-		flags := binary.LittleEndian.Uint32(h[20:24])
-		if flags&(1<<29) != 0 { // this is the header: items and footer follow
-			return 32 + size
+	case len(h) >= 32 && string(h[:8]) == "APETAGEX":
+		if flags := binary.LittleEndian.Uint32(h[20:24]); flags&(1<<29) != 0 {
+			// the header: the items and the footer follow
+			return 32 + int64(binary.LittleEndian.Uint32(h[12:16]))
 		}
 		return 32
 	}
@@ -191,7 +145,7 @@ func (f *syncFormat) find(br *bufio.Reader) (data bool, err error) {
 		}
 		// a tag at the current position
 		h, _ := br.Peek(32)
-		n := tagLen(h, true)
+		n := tagLen(h)
 		if n <= 0 {
 			return data, errNoFrame
 		}
@@ -224,7 +178,7 @@ func (f *syncFormat) walk(br *bufio.Reader, ref []byte, count func(samples int))
 			continue
 		}
 		h, _ = br.Peek(32)
-		if n := tagLen(h, true); n > 0 {
+		if n := tagLen(h); n > 0 {
 			if _, err := skip(br, n); err != nil {
 				return nil
 			}
@@ -273,7 +227,7 @@ func (f *syncFormat) resync(br *bufio.Reader, ref []byte, drop bool) (ok, data b
 			return false, data, nil
 		}
 		if !drop {
-			if n := tagLen(buf, atEOF); n != 0 {
+			if tagLen(buf) > 0 {
 				// a tag here: the caller skips it
 				return false, data, nil
 			}
@@ -324,7 +278,7 @@ func (f *syncFormat) validAt(buf []byte, i int, ref []byte, atEOF bool) bool {
 			return true
 		}
 	}
-	return tagLen(buf[next:], true) > 0
+	return tagLen(buf[next:]) > 0
 }
 
 // cursor reads a bufio.Reader front to back, counting the offset.

@@ -16,7 +16,7 @@ func flacHead(rate, channels, bits int, total int64, last bool) []byte {
 	binary.BigEndian.PutUint16(si[0:], 4096)
 	binary.BigEndian.PutUint16(si[2:], 4096)
 	binary.BigEndian.PutUint64(si[10:], uint64(rate)<<44|uint64(channels-1)<<41|uint64(bits-1)<<36|uint64(total))
-	return join("fLaC", flacMeta(0, last, si))
+	return joinBytes("fLaC", flacMeta(0, last, si))
 }
 
 // flacMeta builds a metadata block of type typ.
@@ -25,7 +25,7 @@ func flacMeta(typ byte, last bool, body []byte) []byte {
 	if last {
 		h[0] |= 0x80
 	}
-	return join(h, body)
+	return joinBytes(h, body)
 }
 
 // flacFrameHeader builds a frame header: number is the frame number, or
@@ -86,39 +86,36 @@ func flacCases(t testing.TB) []probeCase {
 	damaged[2*(len(damaged)/5)+5] ^= 1 // the third header's CRC-8 fails
 	// a frame header copied into a frame body: a false sync that does
 	// not continue the chain
-	falseSync := join(flacFrames(false, 0, 2, 4000, 1, 100, rng), flacFrameHeader(false, 7, 4000, 1),
+	falseSync := joinBytes(flacFrames(false, 0, 2, 4000, 1, 100, rng), flacFrameHeader(false, 7, 4000, 1),
 		flacFrames(false, 2, 2, 4000, 1, 100, rng))
 	fixture := readTestdata(t, "flac_s16.flac")
 	return []probeCase{
-		{name: "STREAMINFO total unknown", in: join(flacHead(16000, 1, 16, 0, true), frames), want: mono},
-		{name: "header claims 10 s, 1 s of frames", in: join(flacHead(16000, 1, 16, 160000, true), frames), want: mono},
-		{name: "header claims 0.5 s, 1 s of frames", in: join(flacHead(16000, 1, 16, 8000, true), frames), want: mono},
-		{name: "variable block size", in: join(flacHead(16000, 1, 16, 16000, true), flacFrames(true, 0, 8, 2000, 1, 200, rng)), want: mono},
-		{name: "more metadata blocks", in: join(flacHead(16000, 1, 16, 16000, false), flacMeta(4, false, []byte("vorbis comment")),
+		{name: "STREAMINFO total unknown", in: joinBytes(flacHead(16000, 1, 16, 0, true), frames), want: mono},
+		{name: "header claims 10 s, 1 s of frames", in: joinBytes(flacHead(16000, 1, 16, 160000, true), frames), want: mono},
+		{name: "header claims 0.5 s, 1 s of frames", in: joinBytes(flacHead(16000, 1, 16, 8000, true), frames), want: mono},
+		{name: "variable block size", in: joinBytes(flacHead(16000, 1, 16, 16000, true), flacFrames(true, 0, 8, 2000, 1, 200, rng)), want: mono},
+		{name: "more metadata blocks", in: joinBytes(flacHead(16000, 1, 16, 16000, false), flacMeta(4, false, []byte("vorbis comment")),
 			flacMeta(1, true, make([]byte, 1000)), frames), want: mono},
-		{name: "frames without a last metadata block", in: join(flacHead(16000, 1, 16, 16000, false), frames), want: mono},
-		{name: "false sync in a frame", in: join(flacHead(16000, 1, 16, 16000, true), falseSync), want: mono},
-		{name: "damaged frame header: the walk resyncs", in: join(flacHead(16000, 1, 16, 16000, true), damaged),
-			want: with(mono, func(i *Info) { i.Duration = 4 * 3200 * sec / 16000 })},
+		{name: "frames without a last metadata block", in: joinBytes(flacHead(16000, 1, 16, 16000, false), frames), want: mono},
+		{name: "false sync in a frame", in: joinBytes(flacHead(16000, 1, 16, 16000, true), falseSync), want: mono},
+		{name: "damaged frame header: the walk resyncs", in: joinBytes(flacHead(16000, 1, 16, 16000, true), damaged),
+			want: withInfo(mono, func(i *Info) { i.Duration = 4 * 3200 * sec / 16000 })},
 		{name: "frames of another channel count are not counted",
-			in: join(flacHead(16000, 1, 16, 16000, true), flacFrames(false, 0, 4, 4000, 2, 300, rng)), want: noSamples},
-		{name: "frames starting mid-stream", in: join(flacHead(16000, 1, 16, 0, true), flacFrames(false, 100, 4, 4000, 1, 300, rng)), want: mono},
-		{name: "stereo 48 kHz", in: join(flacHead(48000, 2, 24, 0, true), flacFrames(false, 0, 12, 4000, 2, 100, rng)),
-			want: with(mono, func(i *Info) { i.SampleRate, i.Channels = 48000, 2 })},
+			in: joinBytes(flacHead(16000, 1, 16, 16000, true), flacFrames(false, 0, 4, 4000, 2, 300, rng)), want: noSamples},
+		{name: "frames starting mid-stream", in: joinBytes(flacHead(16000, 1, 16, 0, true), flacFrames(false, 100, 4, 4000, 1, 300, rng)), want: mono},
+		{name: "stereo 48 kHz", in: joinBytes(flacHead(48000, 2, 24, 0, true), flacFrames(false, 0, 12, 4000, 2, 100, rng)),
+			want: withInfo(mono, func(i *Info) { i.SampleRate, i.Channels = 48000, 2 })},
 		{name: "metadata only", in: flacHead(16000, 1, 16, 16000, true), want: noSamples},
-		{name: "metadata only, truncated in a block", in: join(flacHead(16000, 1, 16, 16000, false), flacMeta(1, true, make([]byte, 100))[:50]), want: noSamples},
-		{name: "huge metadata block", in: join(flacHead(16000, 1, 16, 16000, false), []byte{0x81, 0xFF, 0xFF, 0xFF}, frames), want: noSamples},
+		{name: "metadata only, truncated in a block", in: joinBytes(flacHead(16000, 1, 16, 16000, false), flacMeta(1, true, make([]byte, 100))[:50]), want: noSamples},
+		{name: "huge metadata block", in: joinBytes(flacHead(16000, 1, 16, 16000, false), []byte{0x81, 0xFF, 0xFF, 0xFF}, frames), want: noSamples},
 		{name: "fixture truncated to its metadata", in: fixture[:42], want: noSamples},
-		{name: "rate 0", in: join(flacHead(0, 1, 16, 0, true), frames), code: bad, msg: "sample rate of 0"},
-		{name: "no STREAMINFO", in: join("fLaC", flacMeta(1, true, make([]byte, 34)), frames), code: bad, msg: "STREAMINFO"},
-		{name: "short STREAMINFO", in: join("fLaC", []byte{0x80, 0, 0, 10}, make([]byte, 34)), code: bad, msg: "34"},
+		{name: "rate 0", in: joinBytes(flacHead(0, 1, 16, 0, true), frames), code: bad, msg: "sample rate of 0"},
+		{name: "no STREAMINFO", in: joinBytes("fLaC", flacMeta(1, true, make([]byte, 34)), frames), code: bad, msg: "STREAMINFO"},
+		{name: "short STREAMINFO", in: joinBytes("fLaC", []byte{0x80, 0, 0, 10}, make([]byte, 34)), code: bad, msg: "34"},
 		{name: "marker only", in: []byte("fLaC"), code: bad, msg: "truncated"},
-		{name: "garbage after the marker", in: join("fLaC", wavSamples(100)), code: bad, msg: "STREAMINFO"},
+		{name: "garbage after the marker", in: joinBytes("fLaC", wavSamples(100)), code: bad, msg: "STREAMINFO"},
 	}
 }
-
-// with returns i changed by f.
-func with(i Info, f func(*Info)) Info { f(&i); return i }
 
 func TestProbeFLAC(t *testing.T) { runProbeCases(t, flacCases(t)) }
 
@@ -173,5 +170,5 @@ func TestFLACFrameHeader(t *testing.T) {
 
 func BenchmarkProbeFLAC(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	benchProbe(b, join(flacHead(44100, 2, 16, 0, true), flacFrames(false, 0, 1280, 4096, 2, 8<<10, rng)), Options{})
+	benchProbe(b, joinBytes(flacHead(44100, 2, 16, 0, true), flacFrames(false, 0, 1280, 4096, 2, 8<<10, rng)), Options{})
 }

@@ -239,6 +239,6 @@ func probeMP3(br *bufio.Reader) (Info, error) {
 		samples -= trim
 	}
 	info.HasSamples = samples > 0
-	info.Duration = samplesDuration(samples, int64(hd.rate))
+	info.Duration = framesDuration(samples, int64(hd.rate))
 	return info, nil
 }

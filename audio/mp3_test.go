@@ -21,7 +21,7 @@ var (
 )
 
 // mp3Dur is the duration of n MPEG-1 layer III frames at 44.1 kHz.
-func mp3Dur(n int) time.Duration { return samplesDuration(int64(n)*1152, 44100) }
+func mp3Dur(n int) time.Duration { return framesDuration(int64(n)*1152, 44100) }
 
 // mp3Frame returns a frame with header h and a zero body.
 func mp3Frame(h [4]byte) []byte {
@@ -93,9 +93,9 @@ func TestProbeMP3(t *testing.T) {
 		{name: "Xing claims 10 s, 1 s present", in: cat(mp3Xing("Xing", 383, false, 0, 0), oneSec), want: with(mono44, dur39)},
 		{name: "Xing claims 0.1 s, 1 s present", in: cat(mp3Xing("Xing", 4, false, 0, 0), oneSec), want: with(mono44, dur39)},
 		{name: "Info with LAME delay and padding", in: cat(mp3Xing("Info", 39, true, 576, 1000), oneSec),
-			want: with(mono44, samplesDuration(39*1152-1576, 44100))},
+			want: with(mono44, framesDuration(39*1152-1576, 44100))},
 		{name: "LAME tag, truncated: delay only", in: cat(mp3Xing("Info", 78, true, 576, 1000), oneSec),
-			want: with(mono44, samplesDuration(39*1152-576, 44100))},
+			want: with(mono44, framesDuration(39*1152-576, 44100))},
 		{name: "VBRI", in: cat(func() []byte {
 			f := mp3Frame(mp3L3)
 			copy(f[36:], "VBRI\x00\x01")
@@ -115,16 +115,16 @@ func TestProbeMP3(t *testing.T) {
 		{name: "cut in a frame", in: oneSec[:len(oneSec)-100], want: with(mono44, mp3Dur(38))},
 		{name: "a different sample rate mid-stream is garbage", in: cat(oneSec, mp3Stream(mp3V25, 10)), want: with(mono44, dur39)},
 		{name: "layer II", in: mp3Stream(mp3L2, 10), want: Info{Format: MP3, Codec: "mp2", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: mp3Dur(10)}},
-		{name: "layer I", in: mp3Stream(mp3L1, 10), want: Info{Format: MP3, Codec: "mp1", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: samplesDuration(10*384, 44100)}},
-		{name: "MPEG-2.5 8 kHz", in: mp3Stream(mp3V25, 100), want: Info{Format: MP3, Codec: "mp3", SampleRate: 8000, Channels: 1, HasSamples: true, Duration: samplesDuration(100*576, 8000)}},
+		{name: "layer I", in: mp3Stream(mp3L1, 10), want: Info{Format: MP3, Codec: "mp1", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: framesDuration(10*384, 44100)}},
+		{name: "MPEG-2.5 8 kHz", in: mp3Stream(mp3V25, 100), want: Info{Format: MP3, Codec: "mp3", SampleRate: 8000, Channels: 1, HasSamples: true, Duration: framesDuration(100*576, 8000)}},
 		{name: "one frame", in: mp3Frame(mp3L3), want: with(mono44, mp3Dur(1))},
 		{name: "ID3 only", in: id3v2(1000), want: Info{Format: MP3}},
 		{name: "ID3v2 and ID3v1 only", in: cat(id3v2(1000), id3v1()), want: Info{Format: MP3}},
 		{name: "ID3 claims more than the file", in: id3v2(1000)[:200], want: Info{Format: MP3}},
 		{name: "Xing frame only", in: mp3Xing("Xing", 1000, true, 576, 0), want: Info{Format: MP3, Codec: "mp3", SampleRate: 44100, Channels: 1}},
-		{name: "frame cut in its header's frame", in: mp3Frame(mp3L3)[:100], want: Info{Format: MP3, Codec: "mp3", SampleRate: 44100, Channels: 1}},
+		{name: "one frame, cut short", in: mp3Frame(mp3L3)[:100], want: Info{Format: MP3, Codec: "mp3", SampleRate: 44100, Channels: 1}},
 		{name: "ADTS behind ID3", in: cat(id3v2(50), adtsStream(adtsHdr(4, 1, 0), 20, 200)),
-			want: Info{Format: AAC, Codec: "aac", SampleRate: 44100, Channels: 1, HasSamples: true, Duration: samplesDuration(20*1024, 44100)}},
+			want: Info{Format: AAC, Codec: "aac", SampleRate: 44100, Channels: 1, HasSamples: true, Duration: framesDuration(20*1024, 44100)}},
 		{name: "garbage after ID3", in: cat(id3v2(10), garbage), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "garbage after a frame header", in: cat(mp3L3[:], garbage), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "malformed ID3 size", in: []byte("ID3\x04\x00\x00\xff\xff\xff\xff rest"), code: tollgate.CodeUnsupportedAudioFormat},

@@ -198,7 +198,7 @@ func probeMP4(br *bufio.Reader) (Info, error) {
 	if trim := min(t.priming, t.timescale/10); trim < ticks {
 		ticks -= trim
 	}
-	info.Duration = samplesDuration(ticks, t.timescale)
+	info.Duration = framesDuration(ticks, t.timescale)
 	info.HasSamples = info.Duration > 0
 	return info, nil
 }

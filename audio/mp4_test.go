@@ -152,9 +152,9 @@ func mp4Frag(cutLast int, samples ...int) []byte {
 
 func TestProbeMP4(t *testing.T) {
 	aac := func(samples int64) Info {
-		return Info{Format: MP4, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: samples > 0, Duration: samplesDuration(samples, 16000)}
+		return Info{Format: MP4, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: samples > 0, Duration: framesDuration(samples, 16000)}
 	}
-	frame := samplesDuration(1024, 16000)
+	frame := framesDuration(1024, 16000)
 	faststart := formatFixture(t, "mp4_aac_faststart.m4a")
 	forged := bytes.Clone(formatFixture(t, "mp4_aac.m4a"))
 	if i := bytes.Index(forged, []byte("mdhd")); i < 0 {
@@ -200,7 +200,7 @@ func TestProbeMP4(t *testing.T) {
 		{name: "edit list priming", in: mp4Spec{priming: 1024}.build(), want: aac(49 * 1024)},
 		{name: "forged priming: at most 0.1 s", in: mp4Spec{priming: 1 << 30}.build(), want: aac(50*1024 - 1600)},
 		{name: "stereo 44.1 kHz entry", in: mp4Spec{entry: mp4aEntry(44100, 2)}.build(),
-			want: Info{Format: MP4, Codec: "aac", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: samplesDuration(50*1024, 16000)}},
+			want: Info{Format: MP4, Codec: "aac", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: framesDuration(50*1024, 16000)}},
 		{name: "no samples", in: mp4Spec{sizes: []uint32{}}.build(), want: Info{Format: MP4, Codec: "aac", SampleRate: 16000, Channels: 1}},
 		{name: "no audio track", in: mp4Spec{handler: "vide"}.build(), want: Info{Format: MP4}},
 		{name: "fragmented", in: mp4Frag(0, 10, 10, 10), want: aac(30 * 1024)},

@@ -20,7 +20,7 @@ const (
 // oggRawPage builds a page from its lacing values and body, with a valid
 // CRC.
 func oggRawPage(flags byte, granule int64, serial, seq uint32, lacing, body []byte) []byte {
-	p := join("OggS", []byte{0, flags}, le64(uint64(granule)), le32(serial), le32(seq), le32(0),
+	p := joinBytes("OggS", []byte{0, flags}, le64(uint64(granule)), le32(serial), le32(seq), le32(0),
 		[]byte{byte(len(lacing))}, lacing, body)
 	crc := oggCRC(0, p)
 	binary.LittleEndian.PutUint32(p[22:], crc)
@@ -43,7 +43,7 @@ func oggPageOf(flags byte, granule int64, serial, seq uint32, packets ...[]byte)
 
 // oggOpusHead is an OpusHead packet.
 func oggOpusHead(channels byte, preSkip uint16) []byte {
-	return join("OpusHead", []byte{1, channels}, le16(preSkip), le32(16000), le16(0), []byte{0})
+	return joinBytes("OpusHead", []byte{1, channels}, le16(preSkip), le32(16000), le16(0), []byte{0})
 }
 
 // oggOpusPacket is a 20 ms Opus packet (CELT fullband, one frame).
@@ -120,7 +120,7 @@ func opusSpec() oggStreamSpec {
 // packets, the first priming the decoder, the last page's granule
 // trimming the end.
 func vorbisSpec() oggStreamSpec {
-	id := join("\x01vorbis", le32(0), []byte{1}, le32(16000), le32(0), le32(48000), le32(0), []byte{0xB8, 1})
+	id := joinBytes("\x01vorbis", le32(0), []byte{1}, le32(16000), le32(0), le32(48000), le32(0), []byte{0xB8, 1})
 	return oggStreamSpec{
 		serial:   0x5678,
 		headers:  [][]byte{id, []byte("\x03vorbis comment"), []byte("\x05vorbis setup")},
@@ -134,12 +134,12 @@ func vorbisSpec() oggStreamSpec {
 
 // flacOggSpec is 1 s of 16 kHz mono FLAC in Ogg (4 frames of 4000).
 func flacOggSpec() oggStreamSpec {
-	head := join("\x7fFLAC\x01\x00", []byte{0, 1}, flacHead(16000, 1, 16, 16000, false))
+	head := joinBytes("\x7fFLAC\x01\x00", []byte{0, 1}, flacHead(16000, 1, 16, 16000, false))
 	return oggStreamSpec{
 		serial:  0x9ABC,
 		headers: [][]byte{head, flacMeta(4, true, []byte("comment"))},
 		packet: func(i int) []byte {
-			return join(flacFrameHeader(false, int64(i), 4000, 1), bytes.Repeat([]byte{7}, 100))
+			return joinBytes(flacFrameHeader(false, int64(i), 4000, 1), bytes.Repeat([]byte{7}, 100))
 		},
 		samples: 4000,
 		packets: 4,
@@ -153,9 +153,9 @@ func opusDur(n int64) time.Duration { return framesDuration(n, 48000) }
 func oggCases(t testing.TB) []probeCase {
 	bad := tollgate.CodeUnsupportedAudioFormat
 	opus := Info{Format: Ogg, Codec: "opus", SampleRate: 48000, Channels: 1, HasSamples: true, Duration: time.Second}
-	noSamples := with(opus, func(i *Info) { i.HasSamples, i.Duration = false, 0 })
+	noSamples := withInfo(opus, func(i *Info) { i.HasSamples, i.Duration = false, 0 })
 	vorbis := Info{Format: Ogg, Codec: "vorbis", SampleRate: 16000, Channels: 1, HasSamples: true, Duration: time.Second}
-	flac := with(vorbis, func(i *Info) { i.Codec = "flac" })
+	flac := withInfo(vorbis, func(i *Info) { i.Codec = "flac" })
 
 	pages := opusSpec().pages() // 2 header pages, 6 audio pages
 	forged := func(granule int64) []byte {
@@ -188,41 +188,41 @@ func oggCases(t testing.TB) []probeCase {
 	}
 	// a 600-byte packet spanning two pages: 255 + 255 + 90
 	big := oggOpusPacket(600)
-	spanning := join(pages[0], pages[1],
+	spanning := joinBytes(pages[0], pages[1],
 		oggRawPage(0, -1, 0x1234, 2, []byte{255, 255}, big[:510]),
-		oggRawPage(oggContinued, 2*960, 0x1234, 3, []byte{90, 40}, join(big[510:], oggOpusPacket(40))),
+		oggRawPage(oggContinued, 2*960, 0x1234, 3, []byte{90, 40}, joinBytes(big[510:], oggOpusPacket(40))),
 		oggPageOf(oggEOS, 3*960, 0x1234, 4, oggOpusPacket(40)))
-	speex := oggPageOf(oggBOS, 0, 7, 0, join("Speex   1.2", make([]byte, 70)))
+	speex := oggPageOf(oggBOS, 0, 7, 0, joinBytes("Speex   1.2", make([]byte, 70)))
 
 	return []probeCase{
 		{name: "opus", in: bytes.Join(pages, nil), want: opus},
-		{name: "opus header pages only", in: join(pages[0], pages[1]), want: noSamples},
+		{name: "opus header pages only", in: joinBytes(pages[0], pages[1]), want: noSamples},
 		{name: "opus truncated mid-page", in: bytes.Join(pages, nil)[:len(bytes.Join(pages[:7], nil))+30],
-			want: with(opus, func(i *Info) { i.Duration = opusDur(50*960 - 312) })},
-		{name: "trailing page with a bad CRC claims 10 h", in: join(bytes.Join(pages, nil), badCRC), want: opus},
+			want: withInfo(opus, func(i *Info) { i.Duration = opusDur(50*960 - 312) })},
+		{name: "trailing page with a bad CRC claims 10 h", in: joinBytes(bytes.Join(pages, nil), badCRC), want: opus},
 		{name: "forged granule of 10 h on a valid page", in: forged(48000 * 36000),
-			want: with(opus, func(i *Info) { i.Duration = opusDur(51*960 - 312) })},
+			want: withInfo(opus, func(i *Info) { i.Duration = opusDur(51*960 - 312) })},
 		{name: "forged granule of 0 on a valid page", in: forged(0),
-			want: with(opus, func(i *Info) { i.Duration = opusDur(50*960 - 312) })},
-		{name: "a damaged page in the middle", in: join(bytes.Join(pages[:4], nil), lostPage, bytes.Join(pages[5:], nil)),
-			want: with(opus, func(i *Info) { i.Duration = opusDur(41*960 - 312) })},
+			want: withInfo(opus, func(i *Info) { i.Duration = opusDur(50*960 - 312) })},
+		{name: "a damaged page in the middle", in: joinBytes(bytes.Join(pages[:4], nil), lostPage, bytes.Join(pages[5:], nil)),
+			want: withInfo(opus, func(i *Info) { i.Duration = opusDur(41*960 - 312) })},
 		{name: "stream cut from a live one", in: midStream.bytes(), want: opus},
 		{name: "pre-skip beyond the audio", in: preSkip.bytes(), want: noSamples},
-		{name: "skeleton stream first", in: join(skeleton, bytes.Join(pages, nil)), want: opus},
+		{name: "skeleton stream first", in: joinBytes(skeleton, bytes.Join(pages, nil)), want: opus},
 		{name: "interleaved streams: the first is measured", in: bytes.Join(mux, nil), want: opus},
-		{name: "garbage between pages", in: join(bytes.Join(pages[:4], nil), "garbage OggS garbage", bytes.Join(pages[4:], nil)), want: opus},
-		{name: "packet spanning pages", in: spanning, want: with(opus, func(i *Info) { i.Duration = opusDur(3*960 - 312) })},
+		{name: "garbage between pages", in: joinBytes(bytes.Join(pages[:4], nil), "garbage OggS garbage", bytes.Join(pages[4:], nil)), want: opus},
+		{name: "packet spanning pages", in: spanning, want: withInfo(opus, func(i *Info) { i.Duration = opusDur(3*960 - 312) })},
 		{name: "vorbis", in: vorbisSpec().bytes(), want: vorbis},
 		{name: "vorbis forged granule of 10 h", in: func() []byte {
 			s := vorbisSpec()
 			s.granules = map[int]int64{4: 16000 * 36000}
 			return s.bytes()
-		}(), want: with(vorbis, func(i *Info) { i.Duration = framesDuration(16*1024, 16000) })},
+		}(), want: withInfo(vorbis, func(i *Info) { i.Duration = framesDuration(16*1024, 16000) })},
 		{name: "flac in ogg", in: flacOggSpec().bytes(), want: flac},
-		{name: "unknown codec", in: join(speex, oggPageOf(oggEOS, 100, 7, 1, []byte("x"))), code: bad, msg: "no Opus, Vorbis or FLAC"},
-		{name: "opus head of an unknown version", in: join(oggPageOf(oggBOS, 0, 1, 0, join("OpusHead", []byte{0x10, 1}, make([]byte, 9)))),
+		{name: "unknown codec", in: joinBytes(speex, oggPageOf(oggEOS, 100, 7, 1, []byte("x"))), code: bad, msg: "no Opus, Vorbis or FLAC"},
+		{name: "opus head of an unknown version", in: joinBytes(oggPageOf(oggBOS, 0, 1, 0, joinBytes("OpusHead", []byte{0x10, 1}, make([]byte, 9)))),
 			code: bad, msg: "no Opus"},
-		{name: "no valid page", in: join("OggS", wavSamples(100)), code: bad, msg: "no valid page"},
+		{name: "no valid page", in: joinBytes("OggS", wavSamples(100)), code: bad, msg: "no valid page"},
 		{name: "no stream header", in: bytes.Join(pages[2:], nil), code: bad, msg: "no stream header"},
 	}
 }
@@ -281,13 +281,13 @@ func TestProbeOggForgedTrailingPage(t *testing.T) {
 	pages := oggSplit(t, in)
 	last := bytes.Clone(pages[len(pages)-1])
 	binary.LittleEndian.PutUint64(last[6:], 48000*36000)
-	info, err := Probe(bytes.NewReader(join(in, last)), Options{})
+	info, err := Probe(bytes.NewReader(joinBytes(in, last)), Options{})
 	if err != nil || info.Duration != time.Second {
 		t.Errorf("bad CRC: %+v, %v; want 1s", info, err)
 	}
 	binary.LittleEndian.PutUint32(last[22:], 0)
 	binary.LittleEndian.PutUint32(last[22:], oggCRC(0, last))
-	info, err = Probe(bytes.NewReader(join(in, last)), Options{})
+	info, err = Probe(bytes.NewReader(joinBytes(in, last)), Options{})
 	if err != nil || info.Duration <= time.Second || info.Duration > 2*time.Second {
 		t.Errorf("valid CRC: %+v, %v; want (1s, 2s]", info, err)
 	}
@@ -337,7 +337,7 @@ func BenchmarkProbeOgg(b *testing.B) {
 // claiming a 64 KiB page whose CRC fails: the work spent on them is
 // capped, and the file refused as damaged.
 func TestProbeOggBadPagesBounded(t *testing.T) {
-	fake := join("OggS", make([]byte, 22), []byte{255}, bytes.Repeat([]byte{255}, 255))
+	fake := joinBytes("OggS", make([]byte, 22), []byte{255}, bytes.Repeat([]byte{255}, 255))
 	in := bytes.Repeat(fake, (4<<20)/len(fake))
 	start := time.Now()
 	_, err := Probe(bytes.NewReader(in), Options{})

@@ -72,6 +72,7 @@ func probeWAV(br *bufio.Reader) (Info, error) {
 		ds64Data   int64 = -1 // RF64 data size from ds64
 		chunkCount int
 	)
+chunks:
 	for {
 		h, err := peekUpTo(br, 8)
 		if err != nil {
@@ -137,13 +138,9 @@ func probeWAV(br *bufio.Reader) (Info, error) {
 			}
 			dataBytes += got
 			if got < n {
-				size = -1 // ended inside the chunk
-				break
+				break chunks // the input ended inside the chunk
 			}
 			size = 0
-		}
-		if size < 0 {
-			break
 		}
 		// Skip the rest of the chunk and the pad byte after an odd size
 		// (when a writer forgot it, the next byte starts a chunk id and
@@ -154,7 +151,7 @@ func probeWAV(br *bufio.Reader) (Info, error) {
 				return info, err
 			}
 			if got < size {
-				break
+				break chunks
 			}
 		}
 		if odd {

@@ -15,13 +15,13 @@ import (
 // chunks.
 func wavFile(magic string, chunks ...[]byte) []byte {
 	body := bytes.Join(chunks, nil)
-	return join(magic, le32(uint32(4+len(body))), "WAVE", body)
+	return joinBytes(magic, le32(uint32(4+len(body))), "WAVE", body)
 }
 
 // wavChunk builds a chunk that declares size and holds payload (followed
 // by a pad byte when pad is set).
 func wavChunk(id string, size uint32, payload []byte, pad bool) []byte {
-	b := join(id, le32(size), payload)
+	b := joinBytes(id, le32(size), payload)
 	if pad {
 		b = append(b, 0)
 	}
@@ -36,13 +36,13 @@ func wavSamples(n int) []byte { return bytes.Repeat([]byte{0x01, 0x81}, n/2+1)[:
 
 // wavFmt is a 16-byte fmt chunk.
 func wavFmt(tag, channels uint16, rate uint32, blockAlign, bits uint16) []byte {
-	return wavChunk("fmt ", 16, join(le16(tag), le16(channels), le32(rate),
+	return wavChunk("fmt ", 16, joinBytes(le16(tag), le16(channels), le32(rate),
 		le32(rate*uint32(blockAlign)), le16(blockAlign), le16(bits)), false)
 }
 
 // wavFmtExt is a WAVE_FORMAT_EXTENSIBLE fmt chunk with subformat sub.
 func wavFmtExt(sub, channels uint16, rate uint32, blockAlign, bits uint16) []byte {
-	return wavChunk("fmt ", 40, join(le16(wavExtensible), le16(channels), le32(rate),
+	return wavChunk("fmt ", 40, joinBytes(le16(wavExtensible), le16(channels), le32(rate),
 		le32(rate*uint32(blockAlign)), le16(blockAlign), le16(bits),
 		le16(22), le16(bits), le32(4), le16(sub), wavGUIDTail), false)
 }
@@ -57,7 +57,7 @@ func wavCases(t testing.TB) []probeCase {
 	noSamples.HasSamples, noSamples.Duration = false, 0
 	bad := tollgate.CodeUnsupportedAudioFormat
 	ds64 := func(data uint64) []byte {
-		return wavChunk("ds64", 28, join(le64(0), le64(data), le64(0), le32(0)), false)
+		return wavChunk("ds64", 28, joinBytes(le64(0), le64(data), le64(0), le32(0)), false)
 	}
 	streamed := wavChunk("data", 0xFFFFFFFF, wavSamples(32000), false)
 	list := wavChunk("LIST", 11, []byte("INFOISFT\x03\x00x"), true)
@@ -82,7 +82,7 @@ func wavCases(t testing.TB) []probeCase {
 			in:   wavFile("RIFF", wavFmt(wavPCM, 1, 8000, 1, 8), wavChunk("data", 8001, wavSamples(8001), true), list),
 			want: Info{Format: WAV, Codec: "pcm_u8", SampleRate: 8000, Channels: 1, HasSamples: true, Duration: sec + 125*time.Microsecond}},
 		{name: "byte rate and fact chunk forged",
-			in: wavFile("RIFF", wavChunk("fmt ", 16, join(le16(wavPCM), le16(1), le32(16000), le32(1), le16(2), le16(16)), false),
+			in: wavFile("RIFF", wavChunk("fmt ", 16, joinBytes(le16(wavPCM), le16(1), le32(16000), le32(1), le16(2), le16(16)), false),
 				wavChunk("fact", 4, le32(16000*36000), false), wavData(32000)), want: s16},
 		{name: "partial frame at the end", in: wavFile("RIFF", wavMono16, wavData(32001)), want: s16},
 		{name: "RF64, ds64 claims 10 s", in: wavFile("RF64", ds64(320000), wavMono16, streamed), want: s16},
@@ -90,12 +90,12 @@ func wavCases(t testing.TB) []probeCase {
 		{name: "BW64", in: wavFile("BW64", ds64(32000), wavMono16, streamed), want: s16},
 		{name: "extensible f64le stereo",
 			in:   wavFile("RIFF", wavFmtExt(wavFloat, 2, 8000, 16, 64), wavData(128000)),
-			want: with(s16, func(i *Info) { i.Codec, i.SampleRate, i.Channels = "pcm_f64le", 8000, 2 })},
+			want: withInfo(s16, func(i *Info) { i.Codec, i.SampleRate, i.Channels = "pcm_f64le", 8000, 2 })},
 		{name: "extensible mulaw",
 			in:   wavFile("RIFF", wavFmtExt(wavMuLaw, 1, 8000, 1, 8), wavData(8000)),
-			want: with(s16, func(i *Info) { i.Codec, i.SampleRate = "pcm_mulaw", 8000 })},
+			want: withInfo(s16, func(i *Info) { i.Codec, i.SampleRate = "pcm_mulaw", 8000 })},
 		{name: "s32le stereo", in: wavFile("RIFF", wavFmt(wavPCM, 2, 16000, 8, 32), wavData(64000)),
-			want: with(s16, func(i *Info) { i.Codec, i.Channels, i.Duration = "pcm_s32le", 2, sec/2 })},
+			want: withInfo(s16, func(i *Info) { i.Codec, i.Channels, i.Duration = "pcm_s32le", 2, sec/2 })},
 
 		{name: "no fmt chunk", in: wavFile("RIFF", wavData(32000)), code: bad, msg: "no fmt chunk"},
 		{name: "no data chunk", in: wavFile("RIFF", wavMono16, list), code: bad, msg: "no data chunk"},
@@ -106,9 +106,9 @@ func wavCases(t testing.TB) []probeCase {
 		{name: "bits disagree with block align", in: wavFile("RIFF", wavFmt(wavPCM, 1, 16000, 3, 16), wavData(32000)), code: bad, msg: "inconsistent"},
 		{name: "MP3 in WAV", in: wavFile("RIFF", wavFmt(0x0055, 1, 16000, 1, 0), wavData(32000)), code: bad, msg: "0x0055"},
 		{name: "extensible unknown subformat",
-			in:   wavFile("RIFF", wavChunk("fmt ", 40, join(wavFmtExt(wavPCM, 1, 16000, 2, 16)[8:34], "0123456789abcd"), false), wavData(32000)),
+			in:   wavFile("RIFF", wavChunk("fmt ", 40, joinBytes(wavFmtExt(wavPCM, 1, 16000, 2, 16)[8:34], "0123456789abcd"), false), wavData(32000)),
 			code: bad, msg: "subformat"},
-		{name: "extensible fmt too short", in: wavFile("RIFF", wavChunk("fmt ", 18, join(le16(wavExtensible), wavMono16[10:], le16(0)), false), wavData(32000)),
+		{name: "extensible fmt too short", in: wavFile("RIFF", wavChunk("fmt ", 18, joinBytes(le16(wavExtensible), wavMono16[10:], le16(0)), false), wavData(32000)),
 			code: bad, msg: "EXTENSIBLE"},
 		{name: "fmt chunk too short", in: wavFile("RIFF", wavChunk("fmt ", 14, wavMono16[8:22], false), wavData(32000)), code: bad, msg: "at least 16"},
 		{name: "huge fmt chunk", in: wavFile("RIFF", wavChunk("fmt ", 0xFFFFFFF0, wavMono16[8:], false)), code: bad, msg: "truncated"},
@@ -128,15 +128,15 @@ func TestProbeWAV(t *testing.T) { runProbeCases(t, wavCases(t)) }
 func TestProbeWAVReadError(t *testing.T) {
 	tooLarge := tollgate.NewError(tollgate.CodePayloadTooLarge)
 	in := wavFile("RIFF", wavMono16, wavData(200000))
-	_, err := Probe(io.MultiReader(bytes.NewReader(in[:100000]), errReader{tooLarge}), Options{})
+	_, err := Probe(io.MultiReader(bytes.NewReader(in[:100000]), failingReader{tooLarge}), Options{})
 	if !errors.Is(err, tooLarge) {
 		t.Fatalf("Probe error = %v, want %v", err, tooLarge)
 	}
 }
 
-type errReader struct{ err error }
+type failingReader struct{ err error }
 
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
 
 // wavStream yields a WAV header for n bytes of 16 kHz s16le mono followed
 // by n bytes, generated as they are read.

@@ -175,9 +175,12 @@ func (p *webmParser) duration() time.Duration {
 		return 0
 	}
 	t := &p.track
-	rate := int64(t.rate)
-	if p.opus {
+	var rate int64
+	switch {
+	case p.opus:
 		rate = 48000
+	case t.rate >= 1 && t.rate < 1e7: // also false for NaN
+		rate = int64(t.rate)
 	}
 	if p.exact && rate > 0 {
 		s := p.samples
@@ -185,7 +188,7 @@ func (p *webmParser) duration() time.Duration {
 			s -= p.opusPreSkip()
 		}
 		s -= mulDiv(p.discardNs, rate, int64(time.Second))
-		return samplesDuration(s, rate)
+		return framesDuration(s, rate)
 	}
 	span := satMul(p.lastTS-p.firstTS, p.scale)
 	var last int64
@@ -195,13 +198,13 @@ func (p *webmParser) duration() time.Duration {
 	case t.defaultDur > 0 && t.defaultDur < math.MaxInt64:
 		last = int64(t.defaultDur)
 	case p.last.samples >= 0 && rate > 0:
-		last = int64(samplesDuration(p.last.samples, rate))
+		last = int64(framesDuration(p.last.samples, rate))
 	case p.blocks > 1:
 		last = span / (p.blocks - 1)
 	}
 	d := satAdd(span, last)
 	if bs := p.vorbisMaxBlock(); bs > 0 && rate > 0 {
-		if limit := int64(samplesDuration(satMul(p.packets, bs/2), rate)); d > limit {
+		if limit := int64(framesDuration(satMul(p.packets, bs/2), rate)); d > limit {
 			d = limit
 		}
 	}
@@ -498,7 +501,7 @@ func (p *webmParser) block(size int64, inGroup bool) error {
 			if int64(len(toc)) < min(s, 2) {
 				return io.ErrUnexpectedEOF
 			}
-			samples += int64(opusPacketSamples(toc))
+			samples += int64(opusTOCSamples(toc)) // ogg.go: RFC 6716 §3.1
 			if err := p.skip(s); err != nil {
 				return err
 			}
@@ -605,42 +608,6 @@ func (p *webmParser) commit(b mkvBlockInfo) {
 		p.exact = false
 	}
 	p.discardNs = satAdd(p.discardNs, b.discard)
-}
-
-// opusPacketSamples is the duration of an Opus packet in 48 kHz samples
-// from its TOC byte (and frame count byte for code 3), RFC 6716 §3.1; 0
-// for an invalid packet.
-func opusPacketSamples(p []byte) int {
-	if len(p) == 0 {
-		return 0
-	}
-	toc := p[0]
-	cfg := toc >> 3
-	var fs int
-	switch {
-	case cfg < 12: // SILK: 10, 20, 40, 60 ms
-		fs = [4]int{480, 960, 1920, 2880}[cfg&3]
-	case cfg < 16: // hybrid: 10, 20 ms
-		fs = [2]int{480, 960}[cfg&1]
-	default: // CELT: 2.5, 5, 10, 20 ms
-		fs = [4]int{120, 240, 480, 960}[cfg&3]
-	}
-	var n int
-	switch toc & 3 {
-	case 0:
-		n = 1
-	case 1, 2:
-		n = 2
-	case 3:
-		if len(p) < 2 {
-			return 0
-		}
-		n = int(p[1] & 0x3F)
-	}
-	if fs*n > 5760 { // over 120 ms
-		return 0
-	}
-	return fs * n
 }
 
 func (p *webmParser) push(id uint32, end int64) error {

@@ -45,8 +45,8 @@ type Store struct {
 	write  *sql.DB
 	read   *sql.DB
 	access *sql.Stmt // prepared on read: the request path's lookup
-	// Prepared on write (one connection), reused by every Commit.
-	insertEvent, insertItem *sql.Stmt
+	// The ledger's inserts, prepared on write.
+	insertEvents, insertItems *inserter
 }
 
 var _ tollgate.Store = (*Store)(nil)
@@ -74,7 +74,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// journal_mode is persistent in the file: set once by the writer, read
 	// connections see it. synchronous=FULL keeps a commit durable on power
 	// loss (the default for WAL is build-dependent, so it is explicit).
-	s.write, err = sql.Open("sqlite", base+sep+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	// temp_store=memory keeps statement journals (multi-row inserts) off
+	// the disk.
+	s.write, err = sql.Open("sqlite", base+sep+common+
+		"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(memory)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -87,13 +90,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 
-	if s.insertEvent, err = s.write.PrepareContext(ctx, insertEventQuery); err != nil {
+	if s.insertEvents, err = prepareInserter(ctx, s.write, "usage_events",
+		"request_id, org_id, key_id, model, unit, quantity, credits, free_credits, time, period", "request_id"); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("sqlite: prepare insert event: %w", err)
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	if s.insertItem, err = s.write.PrepareContext(ctx, insertItemQuery); err != nil {
+	if s.insertItems, err = prepareInserter(ctx, s.write, "history",
+		"id, org_id, key_id, request_id, model, feature, status, code, unit, quantity, credits, input, output, created_at", "id"); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("sqlite: prepare insert history: %w", err)
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
 	s.read, err = sql.Open("sqlite", base+sep+common+"&_query_only=1")
@@ -136,11 +141,10 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close closes both connection pools.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.access, s.insertEvent, s.insertItem} {
-		if st != nil {
-			errs = append(errs, st.Close())
-		}
+	if s.access != nil {
+		errs = append(errs, s.access.Close())
 	}
+	errs = append(errs, s.insertEvents.Close(), s.insertItems.Close())
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}

@@ -42,8 +42,16 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := &tollgate.Plan{ID: "pro", RPM: 100, ModelConcurrency: map[string]int{"tts": 0}, Features: []string{"tts"}}
-	org := &tollgate.Org{ID: "acme", Name: "Acme", PlanID: "pro", CreatedAt: time.Unix(1700000000, 123456789)}
+	plan := &tollgate.Plan{ID: "pro", RPM: 100, ModelConcurrency: map[string]int{"tts": 0}, Features: []string{"tts"},
+		BillingRequired: true, FreeCredits: 500, MonthlyCreditCap: 1000, MonthlyLimits: map[string]float64{"tts": 3600}}
+	org := &tollgate.Org{ID: "acme", Name: "Acme", PlanID: "pro", CreatedAt: time.Unix(1700000000, 123456789),
+		Billing: tollgate.Billing{Active: true, MonthlyCreditLimit: 250, MonthlyLimits: map[string]float64{"tts": 60}}}
+	at := time.Date(2025, 6, 30, 23, 59, 59, 999_999_999, time.UTC)
+	events := []tollgate.UsageEvent{{RequestID: "req_1", OrgID: "acme", KeyID: "key_1", Model: "tts",
+		Unit: tollgate.UnitCharacters, Quantity: 120, Credits: 1.5, FreeCredits: 1.5, Time: at}}
+	item := tollgate.HistoryItem{ID: "hist_1", OrgID: "acme", KeyID: "key_1", RequestID: "req_1", Model: "tts",
+		Feature: "tts", Status: 200, Unit: tollgate.UnitCharacters, Quantity: 120, Credits: 1.5,
+		Input: "hello", Output: "audio/mpeg", CreatedAt: at}
 	key := &tollgate.Key{ID: "key_1", OrgID: "acme", Name: "ci", Hash: []byte("hash"), Models: []string{"tts"},
 		CreatedAt: org.CreatedAt, ExpiresAt: org.CreatedAt.Add(time.Hour)}
 	for _, err := range []error{
@@ -52,6 +60,7 @@ func TestReopen(t *testing.T) {
 		s.GrantModel(ctx, "acme", "tts"),
 		s.SetConcurrency(ctx, "acme", "tts", 3),
 		s.CreateKey(ctx, key),
+		s.Commit(ctx, events, []tollgate.HistoryItem{item}),
 		s.Close(),
 	} {
 		if err != nil {
@@ -69,6 +78,21 @@ func TestReopen(t *testing.T) {
 		Grants: map[string]bool{"tts": true}, Concurrency: map[string]int{"tts": 3}}
 	if d := cmp.Diff(got, want); d != "" {
 		t.Errorf("Access after reopen (-got +want):\n%s", d)
+	}
+	totals, err := s.UsageTotals(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTotals := []tollgate.UsageTotal{{OrgID: "acme", Model: "tts", Period: "2025-06", Units: 120, Credits: 1.5, FreeCredits: 1.5}}
+	if d := cmp.Diff(totals, wantTotals); d != "" {
+		t.Errorf("UsageTotals after reopen (-got +want):\n%s", d)
+	}
+	gotItem, err := s.HistoryItem(ctx, "acme", "hist_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(gotItem, &item); d != "" {
+		t.Errorf("HistoryItem after reopen (-got +want):\n%s", d)
 	}
 }
 

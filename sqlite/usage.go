@@ -6,29 +6,92 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate"
 )
 
-const insertEventQuery = `
-	INSERT INTO usage_events (request_id, org_id, key_id, model, unit, quantity, credits, free_credits, time, period)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (request_id) DO NOTHING`
+// chunk is how many rows one INSERT of a Commit carries: fewer, larger
+// statements take 10-15% less time per event than one per row
+// (BenchmarkCommit). Each statement's journal (up to a page per row) is
+// kept in memory (temp_store).
+const chunk = 32
 
-const insertItemQuery = `
-	INSERT INTO history (id, org_id, key_id, request_id, model, feature, status, code, unit,
-		quantity, credits, input, output, created_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (id) DO NOTHING`
+// inserter inserts rows into one table, chunk rows per statement and then
+// the rest one by one, skipping conflicting rows. Both statements are
+// prepared once on the write connection and reused by every Commit.
+type inserter struct {
+	columns    int
+	one, chunk *sql.Stmt
+}
+
+func prepareInserter(ctx context.Context, db *sql.DB, table, columns, key string) (*inserter, error) {
+	n := strings.Count(columns, ",") + 1
+	row := "(" + strings.Repeat("?, ", n-1) + "?)"
+	query := func(rows int) string {
+		return `INSERT INTO ` + table + ` (` + columns + `) VALUES ` +
+			strings.Repeat(row+", ", rows-1) + row + ` ON CONFLICT (` + key + `) DO NOTHING`
+	}
+	in := &inserter{columns: n}
+	var err error
+	if in.one, err = db.PrepareContext(ctx, query(1)); err != nil {
+		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
+	}
+	if in.chunk, err = db.PrepareContext(ctx, query(chunk)); err != nil {
+		in.one.Close()
+		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
+	}
+	return in, nil
+}
+
+func (in *inserter) Close() error {
+	if in == nil {
+		return nil
+	}
+	return errors.Join(in.one.Close(), in.chunk.Close())
+}
+
+// insert inserts n rows in tx; row appends row i's values to args.
+func (in *inserter) insert(ctx context.Context, tx *sql.Tx, n int, row func(args []any, i int) []any) error {
+	if n == 0 {
+		return nil
+	}
+	one, many := tx.StmtContext(ctx, in.one), tx.StmtContext(ctx, in.chunk)
+	// The statements run without ctx's cancellation: the driver would
+	// start a goroutine per statement to watch it, a third of the CPU time
+	// of a batch. ctx is checked between statements instead, and the
+	// transaction still ends with it.
+	stmtCtx := context.WithoutCancel(ctx)
+	args := make([]any, 0, min(n, chunk)*in.columns)
+	for i := 0; i < n; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, k := one, 1
+		if n-i >= chunk {
+			st, k = many, chunk
+		}
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = row(args, j)
+		}
+		if _, err := st.ExecContext(stmtCtx, args...); err != nil {
+			return err
+		}
+		i += k
+	}
+	return nil
+}
 
 // Commit appends events and history items in one write transaction: the
 // unit of a group commit, durable (synchronous=FULL: one WAL fsync) when
 // Commit returns. An event whose request id is in the ledger already, or
 // earlier in the batch, is skipped, as is a history item whose ID exists;
-// neither is an error. An event without a request id, org or time (or an
-// item without an ID, org or creation time) fails the whole batch before
-// anything is written: it is the caller's bug.
+// neither is an error, and the first one stays. An event without a request
+// id, org or time, or with a quantity or credits that is not a finite
+// number (or such an item, or one without an ID), fails the whole batch
+// before anything is written: it is the caller's bug.
 func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
 	if len(events) == 0 && len(items) == 0 {
 		return nil
@@ -44,27 +107,23 @@ func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items 
 		}
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if len(events) > 0 {
-			st := tx.StmtContext(ctx, s.insertEvent)
-			for i := range events {
-				e := &events[i]
-				period, _, _ := tollgate.Period(e.Time)
-				if _, err := st.ExecContext(ctx, e.RequestID, e.OrgID, e.KeyID, e.Model, string(e.Unit),
-					e.Quantity, e.Credits, e.FreeCredits, e.Time.UnixNano(), period); err != nil {
-					return fmt.Errorf("event %q: %w", e.RequestID, err)
-				}
-			}
+		err := s.insertEvents.insert(ctx, tx, len(events), func(args []any, i int) []any {
+			e := &events[i]
+			period, _, _ := tollgate.Period(e.Time)
+			return append(args, e.RequestID, e.OrgID, e.KeyID, e.Model, string(e.Unit),
+				e.Quantity, e.Credits, e.FreeCredits, e.Time.UnixNano(), period)
+		})
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
 		}
-		if len(items) > 0 {
-			st := tx.StmtContext(ctx, s.insertItem)
-			for i := range items {
-				h := &items[i]
-				if _, err := st.ExecContext(ctx, h.ID, h.OrgID, h.KeyID, h.RequestID, h.Model, h.Feature,
-					h.Status, string(h.Code), string(h.Unit), h.Quantity, h.Credits, h.Input, h.Output,
-					h.CreatedAt.UnixNano()); err != nil {
-					return fmt.Errorf("history item %q: %w", h.ID, err)
-				}
-			}
+		err = s.insertItems.insert(ctx, tx, len(items), func(args []any, i int) []any {
+			h := &items[i]
+			return append(args, h.ID, h.OrgID, h.KeyID, h.RequestID, h.Model, h.Feature,
+				h.Status, string(h.Code), string(h.Unit), h.Quantity, h.Credits, h.Input, h.Output,
+				h.CreatedAt.UnixNano())
+		})
+		if err != nil {
+			return fmt.Errorf("insert history: %w", err)
 		}
 		return nil
 	})
@@ -83,6 +142,19 @@ func checkEvent(e *tollgate.UsageEvent) error {
 	if _, err := encodeTime(e.Time); err != nil {
 		return fmt.Errorf("request %q: %w", e.RequestID, err)
 	}
+	if err := finite(e.Quantity, e.Credits, e.FreeCredits); err != nil {
+		return fmt.Errorf("request %q: %w", e.RequestID, err)
+	}
+	return nil
+}
+
+// finite refuses NaN and infinities: one would poison every sum it joins.
+func finite(vs ...float64) error {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%v is not a finite number", v)
+		}
+	}
 	return nil
 }
 
@@ -96,6 +168,9 @@ func checkItem(h *tollgate.HistoryItem) error {
 		return fmt.Errorf("%q: no creation time", h.ID)
 	}
 	if _, err := encodeTime(h.CreatedAt); err != nil {
+		return fmt.Errorf("%q: %w", h.ID, err)
+	}
+	if err := finite(h.Quantity, h.Credits); err != nil {
 		return fmt.Errorf("%q: %w", h.ID, err)
 	}
 	return nil

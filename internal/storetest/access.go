@@ -19,6 +19,9 @@ func testAccess(t *testing.T, s tollgate.Store) {
 	k := newKey("globex", "ci")
 	k.ExpiresAt = t0.Add(time.Hour)
 	createKey(t, s, k)
+	must(t, s.SetOrgBilling(ctx, "globex", tollgate.Billing{
+		Active: true, MonthlyCreditLimit: 2500, MonthlyLimits: map[string]float64{"tts-large": 1e6},
+	}))
 
 	org, err := s.Org(ctx, "globex")
 	must(t, err)
@@ -34,6 +37,15 @@ func testAccess(t *testing.T, s tollgate.Store) {
 	got, err := s.Access(ctx, k.Hash)
 	must(t, err)
 	diff(t, "Access", got, want)
+	// The billing settings and plan limits come through (not only agree
+	// with Org and Plan).
+	diff(t, "Access: Org.Billing", got.Org.Billing, tollgate.Billing{
+		Active: true, MonthlyCreditLimit: 2500, MonthlyLimits: map[string]float64{"tts-large": 1e6},
+	})
+	if p := got.Plan; p.BillingRequired || p.FreeCredits != 0 || p.MonthlyCreditCap != 10_000 ||
+		len(p.MonthlyLimits) != 1 || p.MonthlyLimits["stt-fast"] != 360_000 {
+		t.Errorf("Access: Plan %+v: want the pro plan's monthly limits", p)
+	}
 	if got.Grants == nil || got.Concurrency == nil {
 		t.Errorf("Access: Grants %v, Concurrency %v: want non-nil maps", got.Grants, got.Concurrency)
 	}
@@ -46,11 +58,13 @@ func testAccess(t *testing.T, s tollgate.Store) {
 	must(t, s.SetConcurrency(ctx, "globex", "stt-fast", -1))
 	must(t, s.SetOrgPlan(ctx, "globex", "free"))
 	must(t, s.RevokeKey(ctx, k.ID, t0))
+	must(t, s.SetOrgBilling(ctx, "globex", tollgate.Billing{MonthlyCreditLimit: 10}))
 	free, err := s.Plan(ctx, "free")
 	must(t, err)
 	revoked := clone(k)
 	revoked.RevokedAt = t0
 	org.PlanID = "free"
+	org.Billing = tollgate.Billing{MonthlyCreditLimit: 10}
 	want = &tollgate.Access{
 		Key:         revoked, // returned although revoked: the caller checks Active
 		Org:         org,
@@ -61,6 +75,9 @@ func testAccess(t *testing.T, s tollgate.Store) {
 	got, err = s.Access(ctx, k.Hash)
 	must(t, err)
 	diff(t, "Access after changes", got, want)
+	if p := got.Plan; !p.BillingRequired || p.FreeCredits != 500 || p.MonthlyCreditCap != 0 || len(p.MonthlyLimits) != 0 {
+		t.Errorf("Access after changes: Plan %+v: want the free plan's credits", p)
+	}
 
 	// An org with no grants and no overrides.
 	bare := createKey(t, s, newKey("acme", "bare"))

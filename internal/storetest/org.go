@@ -21,8 +21,10 @@ func testPlans(t *testing.T, s tollgate.Store) {
 		ID: "pro", RPM: 1_000_000, Concurrency: 10,
 		ModelConcurrency: map[string]int{"tts-large": 2, "stt-fast": 0},
 		Features:         []string{"tts", "stt", "*"},
+		MonthlyCreditCap: 25_000.5,
+		MonthlyLimits:    map[string]float64{"stt-fast": 360_000, "tts-large": 0.125, "dubbing": 0},
 	}
-	free := &tollgate.Plan{ID: "free", RPM: 1000}
+	free := &tollgate.Plan{ID: "free", RPM: 1000, BillingRequired: true, FreeCredits: 500.25}
 	must(t, s.PutPlan(ctx, pro))
 	must(t, s.PutPlan(ctx, free))
 	for _, want := range []*tollgate.Plan{pro, free} {
@@ -53,7 +55,9 @@ func testOrgs(t *testing.T, s tollgate.Store) {
 	wantCode(t, "CreateOrg(unknown plan)", err, tollgate.CodeNotFound)
 
 	must(t, s.PutPlan(ctx, &tollgate.Plan{ID: "free", RPM: 1000}))
-	b := &tollgate.Org{ID: "b-org", Name: "B", PlanID: "free", CreatedAt: t0}
+	b := &tollgate.Org{ID: "b-org", Name: "B", PlanID: "free", CreatedAt: t0, Billing: tollgate.Billing{
+		Active: true, MonthlyCreditLimit: 99.5, MonthlyLimits: map[string]float64{"tts-large": 1e6, "stt-fast": 0},
+	}}
 	a := &tollgate.Org{ID: "a-org", Name: "A", PlanID: "free", CreatedAt: t0.Add(1)}
 	must(t, s.CreateOrg(ctx, b))
 	must(t, s.CreateOrg(ctx, a))
@@ -83,6 +87,46 @@ func testOrgs(t *testing.T, s tollgate.Store) {
 	orgs, err = s.Orgs(ctx)
 	must(t, err)
 	diff(t, "Orgs", orgs, []*tollgate.Org{a, b, c})
+}
+
+func testOrgBilling(t *testing.T, s tollgate.Store) {
+	ctx := t.Context()
+	seed(t, s)
+	org := func(id string) *tollgate.Org {
+		t.Helper()
+		o, err := s.Org(ctx, id)
+		must(t, err)
+		return o
+	}
+	diff(t, "Billing (none)", org("acme").Billing, tollgate.Billing{})
+
+	steps := []tollgate.Billing{
+		{Active: true},
+		{Active: true, MonthlyCreditLimit: 1234.5, MonthlyLimits: map[string]float64{"stt-fast": 7200, "tts-large": 0}},
+		{MonthlyLimits: map[string]float64{"tts-large": 0.001}}, // replaces: Active and the credit limit go
+		{},
+	}
+	for i, b := range steps {
+		must(t, s.SetOrgBilling(ctx, "acme", b))
+		diff(t, fmt.Sprintf("Billing after step %d", i), org("acme").Billing, b)
+	}
+	must(t, s.SetOrgBilling(ctx, "acme", steps[1]))
+	orgs, err := s.Orgs(ctx)
+	must(t, err)
+	if len(orgs) != 2 {
+		t.Fatalf("Orgs: %d orgs, want 2", len(orgs))
+	}
+	diff(t, "Orgs()[acme].Billing", orgs[0].Billing, steps[1])
+	diff(t, "Orgs()[globex].Billing", orgs[1].Billing, tollgate.Billing{})
+
+	// SetOrgPlan leaves billing alone, and billing the plan.
+	must(t, s.SetOrgPlan(ctx, "acme", "pro"))
+	diff(t, "Billing after SetOrgPlan", org("acme").Billing, steps[1])
+	if o := org("acme"); o.PlanID != "pro" || o.Name != "Acme" || !o.CreatedAt.Equal(t0) {
+		t.Errorf("SetOrgBilling changed the org: %+v", o)
+	}
+
+	wantCode(t, "SetOrgBilling(unknown org)", s.SetOrgBilling(ctx, "nope", tollgate.Billing{Active: true}), tollgate.CodeNotFound)
 }
 
 func testSetOrgPlan(t *testing.T, s tollgate.Store) {

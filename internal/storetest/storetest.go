@@ -30,6 +30,24 @@ import (
 //     failed rotation changes nothing;
 //   - Grants, ConcurrencyOverrides and Keys answer not_found for an unknown
 //     org; Orgs and Plans list by ID.
+//
+// The ledger's contract:
+//   - Commit skips, without an error, an event whose request id is stored
+//     or earlier in the batch, and a history item whose ID is: the first
+//     one wins. It refuses the whole batch (an error, nothing written) when
+//     an event lacks a request id, org or time, or an item an ID, org or
+//     creation time, or when a quantity or credits is NaN or infinite;
+//   - UsageTotals with the zero since sums every event; months are UTC;
+//   - Usage groups by "day" (UTC date × unit, ordered by day then unit) or
+//     "model" (model × unit, ordered by model then unit); any other
+//     GroupBy, or a To before From, is a validation_error;
+//   - History lists newest first (created_at, then ID, descending); a zero
+//     Limit means 50, more than 1000 means 1000, a negative Limit or
+//     Offset is a validation_error;
+//   - an org without events or items (known or not) gets none, not
+//     not_found; HistoryItem and DeleteHistory answer not_found alike for
+//     a missing item and another org's;
+//   - PruneHistory deletes the items created strictly before its time.
 func Run(t *testing.T, open func(t *testing.T) tollgate.Store) {
 	tests := []struct {
 		name string
@@ -49,6 +67,18 @@ func Run(t *testing.T, open func(t *testing.T) tollgate.Store) {
 		{"Access", testAccess},
 		{"Times", testTimes},
 		{"ConcurrentCreateKey", testConcurrentCreateKey},
+		{"OrgBilling", testOrgBilling},
+		{"CommitIdempotent", testCommitIdempotent},
+		{"CommitInvalid", testCommitInvalid},
+		{"UsageTotals", testUsageTotals},
+		{"UsageByDay", testUsageByDay},
+		{"UsageByModel", testUsageByModel},
+		{"UsageQueryErrors", testUsageQueryErrors},
+		{"History", testHistory},
+		{"HistoryLimits", testHistoryLimits},
+		{"HistoryOtherOrg", testHistoryOtherOrg},
+		{"PruneHistory", testPruneHistory},
+		{"ConcurrentCommit", testConcurrentCommit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,16 +117,22 @@ func wantCode(t *testing.T, what string, err error, want tollgate.Code) {
 	}
 }
 
-// seed stores plans "free" and "pro" and orgs "acme" (free) and "globex"
-// (pro).
+// seed stores plans "free" (billing required, 500 free credits) and "pro"
+// (monthly caps), and orgs "acme" (free) and "globex" (pro), neither with
+// billing.
 func seed(t *testing.T, s tollgate.Store) {
 	t.Helper()
 	ctx := t.Context()
-	must(t, s.PutPlan(ctx, &tollgate.Plan{ID: "free", RPM: 1000, Concurrency: 2, Features: []string{"stt"}}))
+	must(t, s.PutPlan(ctx, &tollgate.Plan{
+		ID: "free", RPM: 1000, Concurrency: 2, Features: []string{"stt"},
+		BillingRequired: true, FreeCredits: 500,
+	}))
 	must(t, s.PutPlan(ctx, &tollgate.Plan{
 		ID: "pro", RPM: 1_000_000, Concurrency: 50,
 		ModelConcurrency: map[string]int{"tts-large": 5},
 		Features:         []string{"stt", "tts"},
+		MonthlyCreditCap: 10_000,
+		MonthlyLimits:    map[string]float64{"stt-fast": 360_000},
 	}))
 	must(t, s.CreateOrg(ctx, &tollgate.Org{ID: "acme", Name: "Acme", PlanID: "free", CreatedAt: t0}))
 	must(t, s.CreateOrg(ctx, &tollgate.Org{ID: "globex", Name: "Globex", PlanID: "pro", CreatedAt: t0}))
