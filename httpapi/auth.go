@@ -136,19 +136,34 @@ func newID(prefix string) string {
 	return string(out)
 }
 
-// newRequestID returns "req_" + 20 base36 characters from the runtime's
-// per-thread generator: unique, cheap, not secret.
-func newRequestID() string {
-	var out [24]byte
-	copy(out[:], "req_")
+// newRequestID returns "req_" + a sortable id (see sortableID): unique,
+// cheap, not secret.
+func newRequestID() string { return sortableID("req_") }
+
+// sortableID returns prefix + 9 base36 characters of the Unix time in
+// milliseconds + 13 random base36 characters (about 67 bits, from the
+// runtime's per-thread generator). Ids made later sort later, so the
+// ledger's and history's unique indexes take each new id at their right
+// edge rather than on a random page (BenchmarkGroupCommit). Such ids are
+// not secrets: history and usage are scoped by the caller's org, not by
+// knowing an id.
+func sortableID(prefix string) string {
+	const timeDigits, randDigits = 9, 13
+	out := make([]byte, len(prefix)+timeDigits+randDigits)
+	n := copy(out, prefix)
+	ms := uint64(time.Now().UnixMilli())
+	for i := n + timeDigits - 1; i >= n; i-- {
+		out[i] = idAlphabet[ms%36]
+		ms /= 36
+	}
+	n += timeDigits
 	a, b := mrand.Uint64(), mrand.Uint64()
-	for i := 4; i < 14; i++ {
-		out[i] = idAlphabet[a%36]
+	for i := 0; i < randDigits; i++ {
+		if i == 7 {
+			a = b
+		}
+		out[n+i] = idAlphabet[a%36]
 		a /= 36
 	}
-	for i := 14; i < 24; i++ {
-		out[i] = idAlphabet[b%36]
-		b /= 36
-	}
-	return string(out[:])
+	return string(out)
 }

@@ -75,7 +75,6 @@ func BenchmarkGroupCommit(b *testing.B) {
 			c := newCommitter(store, func(string, ...any) {})
 			defer c.close()
 			now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-			var seq atomic.Int64
 			waits := make([][]time.Duration, clients)
 			var wg sync.WaitGroup
 			per := b.N/clients + 1
@@ -86,10 +85,10 @@ func BenchmarkGroupCommit(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for i := 0; i < per; i++ {
-						id := fmt.Sprintf("req_%d", seq.Add(1))
+						id := newRequestID()
 						t0 := time.Now()
 						err := c.commit(&tollgate.UsageEvent{RequestID: id, OrgID: "o", KeyID: "k", Model: "m", Unit: tollgate.UnitRequests, Quantity: 1, Credits: 1, Time: now},
-							&tollgate.HistoryItem{ID: "h" + id, OrgID: "o", RequestID: id, Model: "m", Status: 200, CreatedAt: now})
+							&tollgate.HistoryItem{ID: sortableID("hist_"), OrgID: "o", RequestID: id, Model: "m", Status: 200, CreatedAt: now})
 						if err != nil {
 							b.Error(err)
 							return

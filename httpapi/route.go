@@ -244,7 +244,7 @@ func truncate(s string, n int) string {
 }
 
 func (rt *route) historyItem(a *tollgate.Access, requestID string, facts tollgate.Facts, at time.Time) *tollgate.HistoryItem {
-	return &tollgate.HistoryItem{ID: newID("hist_"), OrgID: a.Org.ID, KeyID: a.Key.ID, RequestID: requestID,
+	return &tollgate.HistoryItem{ID: sortableID("hist_"), OrgID: a.Org.ID, KeyID: a.Key.ID, RequestID: requestID,
 		Model: rt.model.ID, Feature: rt.model.Feature, Unit: rt.model.Meter.UnitOrDefault(),
 		Input: facts.Summary, CreatedAt: at.UTC()}
 }
