@@ -57,3 +57,47 @@ type Limiter interface {
 	// InFlight reports the leases held for key at now.
 	InFlight(ctx context.Context, key string, now time.Time) (int, error)
 }
+
+// Admission is everything one request takes before its upstream call: a
+// rate token, a cost reservation and a concurrency slot. Each step is
+// optional.
+type Admission struct {
+	// RateKey and Rate: the rate step (skipped when RateKey is "").
+	RateKey string
+	Rate    RateLimit
+	// Budget, Credits and Units: the reservation (skipped when Budget is
+	// nil).
+	Budget         *Budget
+	Credits, Units float64
+	// LeaseKey and Concurrency: the lease step (skipped when LeaseKey is
+	// ""); Concurrency is the in-flight limit for LeaseKey.
+	LeaseKey    string
+	Concurrency int
+}
+
+// Admitted is what Admit took.
+type Admitted struct {
+	// Rate is the rate decision, filled whenever the rate step ran,
+	// admitted or not, so a refusal still carries X-RateLimit-*.
+	Rate RateDecision
+	// Reservation and Lease are set when their step ran and succeeded.
+	Reservation *Reservation
+	Lease       *Lease
+}
+
+// Admitter is a Limiter that also takes a whole Admission in one atomic
+// step: one round trip for a cluster backend. Steps run in the order rate,
+// reservation, lease; the first refusal ends the admission with that
+// step's catalog error (exactly the error AllowRate, Reserve or Acquire
+// would return). On any error no reservation or lease is held; a rate
+// token taken before a later refusal stays taken, as with separate calls.
+//
+// Finish ends an admitted request in one step: it settles the reservation
+// (if not nil) at credits and units (0, 0 releases it) and releases the
+// lease (if not nil).
+type Admitter interface {
+	Limiter
+	Quota
+	Admit(ctx context.Context, a Admission, now time.Time) (Admitted, error)
+	Finish(ctx context.Context, r *Reservation, credits, units float64, lease *Lease) error
+}
