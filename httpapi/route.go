@@ -96,21 +96,27 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 	if err := access.Authorize(rt.model); err != nil {
 		return Upstream{}, err
 	}
-	// Rate limit.
+	// Admit: a rate token, the estimated cost reserved against free
+	// credits and monthly limits (so concurrent requests can never
+	// overshoot a budget) and a concurrency slot. A route that reads the
+	// body to validate it takes its rate token first, so a client over its
+	// limit is refused before uploading, and the rest once the body is
+	// measured; any other route takes all three in one step (one limiter
+	// round trip).
 	now := s.now()
-	dec, err := s.Limiter.AllowRate(ctx, "rate:"+access.Key.ID, tollgate.PerMinute(access.RPM()), now)
-	if dec.Limit > 0 {
-		setRateHeaders(w.Header(), dec)
-	}
-	if err != nil {
-		if tollgate.ErrorCode(err) == tollgate.CodeRateLimitExceeded {
-			s.counters.rateDeny.Inc()
-		} else {
-			s.counters.rateErr.Inc()
+	m := rt.model
+	adm := tollgate.Admission{RateKey: "rate:" + access.Key.ID, Rate: tollgate.PerMinute(access.RPM())}
+	if rt.input.readsBody() {
+		got, err := s.admitter().Admit(ctx, tollgate.Admission{RateKey: adm.RateKey, Rate: adm.Rate}, now)
+		s.countAdmission(adm, err)
+		if got.Rate.Limit > 0 {
+			setRateHeaders(w.Header(), got.Rate)
 		}
-		return Upstream{}, err
+		if err != nil {
+			return Upstream{}, err
+		}
+		adm.RateKey = ""
 	}
-	s.counters.rateAllow.Inc()
 
 	// Validate.
 	facts, cleanup, err := rt.input.validate(r)
@@ -123,41 +129,30 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 		r = r.WithContext(context.WithValue(ctx, factsKey{}, facts))
 	}
 
-	// Admit cost: reserve the estimate against free credits and monthly
-	// limits, so concurrent requests can never overshoot a budget.
-	m := rt.model
 	units := m.Meter.Quantity(facts)
-	credits := units * m.Meter.Price
-	var held *tollgate.Reservation
 	if s.Quota != nil {
-		res, err := s.Quota.Reserve(ctx, access.Budget(m), credits, units, now)
-		if err != nil {
-			rt.recordFailure(access, requestID, facts, err, now)
-			return Upstream{}, err
-		}
-		held = &res
-		// Whatever happens next, an unsettled reservation is released.
-		defer func() {
-			if held != nil {
-				if err := s.Quota.Settle(context.WithoutCancel(ctx), *held, 0, 0); err != nil {
-					s.logger().Error("release reservation", "request_id", requestID, "err", err)
-				}
-			}
-		}()
+		b := access.Budget(m)
+		adm.Budget, adm.Credits, adm.Units = &b, units*m.Meter.Price, units
 	}
-
-	// Concurrency.
 	if limit := access.ConcurrencyLimit(m.ID); limit > 0 {
-		release, err := s.acquire(ctx, "conc:"+access.Org.ID+":"+m.ID, limit, now, m.UpstreamTimeout())
-		if err != nil {
-			rt.recordFailure(access, requestID, facts, err, now)
-			return Upstream{}, err
-		}
-		defer release()
+		adm.LeaseKey, adm.Concurrency = "conc:"+access.Org.ID+":"+m.ID, limit
 	}
+	held, got, err := s.admit(ctx, adm, now, m.UpstreamTimeout(), requestID)
+	if adm.RateKey != "" && got.Rate.Limit > 0 {
+		setRateHeaders(w.Header(), got.Rate)
+	}
+	if err != nil {
+		if tollgate.ErrorCode(err) != tollgate.CodeRateLimitExceeded {
+			rt.recordFailure(access, requestID, facts, err, now)
+		}
+		return Upstream{}, err
+	}
+	defer held.finish()
 
-	// Proxy; settle and commit once the upstream's head is in, before
-	// anything is written to the client.
+	// Proxy; commit the usage to the ledger once the upstream's head is
+	// in, before anything is written to the client. The reservation is
+	// settled at the charged cost when the handler returns, or released
+	// if nothing was charged.
 	settle := func(served *tollgate.Model, status int, header func(string) string) error {
 		if status >= 400 {
 			return nil // the model refused the input: nothing is charged
@@ -171,13 +166,8 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 		cost := actual * m.Meter.Price
 		ev := &tollgate.UsageEvent{RequestID: requestID, OrgID: access.Org.ID, KeyID: access.Key.ID, Model: m.ID,
 			Unit: m.Meter.UnitOrDefault(), Quantity: actual, Credits: cost, Time: s.now().UTC()}
-		if held != nil {
-			if err := s.Quota.Settle(context.WithoutCancel(ctx), *held, cost, actual); err != nil {
-				return fmt.Errorf("settle: %w", err)
-			}
-			if held.Free {
-				ev.FreeCredits = cost
-			}
+		if res := held.got.Reservation; res != nil && res.Free {
+			ev.FreeCredits = cost
 		}
 		item := rt.historyItem(access, requestID, facts, ev.Time)
 		item.Status, item.Unit, item.Quantity, item.Credits = status, ev.Unit, ev.Quantity, ev.Credits
@@ -186,16 +176,11 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 			item.Output += " (served by " + served.ID + ")"
 		}
 		if err := s.ledger.commit(ev, item); err != nil {
-			// Not durable: undo the charge and answer 500 rather than
-			// serve a request the ledger does not hold.
-			if held != nil {
-				s.Quota.Settle(context.WithoutCancel(ctx), tollgate.Reservation{OrgID: held.OrgID, Model: held.Model,
-					Period: held.Period, Credits: cost, Units: actual, Free: held.Free}, 0, 0)
-			}
-			held = nil
+			// Not durable: charge nothing and answer 500 rather than serve
+			// a request the ledger does not hold.
 			return &tollgate.Error{Code: tollgate.CodeInternal, Err: fmt.Errorf("ledger: %w", err)}
 		}
-		held = nil
+		held.charge(cost, actual)
 		return nil
 	}
 	up, err := s.Forward(w, r, rt.chain, requestID, settle)
@@ -266,33 +251,9 @@ func (rt *route) recordFailure(a *tollgate.Access, requestID string, facts tollg
 	}
 }
 
-// acquire takes a concurrency lease and returns its release func. The lease
-// is released once, when the handler returns: on completion, error, client
-// cancel or disconnect. While
-// held it is in s.held, whose loop heartbeats leases older than a third of
-// the TTL, so long requests keep their slot and a crashed holder's expire.
-func (s *Server) acquire(ctx context.Context, key string, limit int, now time.Time, timeout time.Duration) (func(), error) {
-	lease, err := s.Limiter.Acquire(ctx, key, limit, now)
-	if err != nil {
-		if tollgate.ErrorCode(err) == tollgate.CodeConcurrencyLimitExceeded {
-			s.counters.concDeny.Inc()
-		} else {
-			s.counters.concErr.Inc()
-		}
-		return nil, err
-	}
-	s.counters.concAllow.Inc()
-	h := &heldLease{s: s, ctx: ctx, lease: lease, since: now, tracked: timeout > s.LeaseTTL/3}
-	if h.tracked {
-		s.held.add(h)
-	}
-	// No context.AfterFunc here: a client that goes away aborts the body
-	// read or the upstream call (the proxy watches the request context), so
-	// the handler returns at once and releases on its way out.
-	return h.release, nil
-}
-
-// heldLease is one request's lease.
+// heldLease is one request's lease. While held it is in s.held (when
+// tracked), whose loop heartbeats leases older than a third of the TTL, so
+// long requests keep their slot and a crashed holder's expire.
 type heldLease struct {
 	s        *Server
 	ctx      context.Context
@@ -300,19 +261,6 @@ type heldLease struct {
 	since    time.Time
 	tracked  bool
 	released atomic.Bool
-}
-
-func (h *heldLease) release() {
-	if !h.released.CompareAndSwap(false, true) {
-		return
-	}
-	if h.tracked {
-		h.s.held.remove(h)
-	}
-	// The request context may be gone; releasing must not be.
-	if err := h.s.Limiter.Release(context.WithoutCancel(h.ctx), h.lease); err != nil {
-		h.s.logger().Warn("release lease", "key", h.lease.Key, "err", err)
-	}
 }
 
 // leaseSet holds the leases of requests in flight.

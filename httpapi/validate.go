@@ -57,6 +57,12 @@ func compileInput(m *tollgate.Model) (*inputRules, error) {
 	return r, nil
 }
 
+// readsBody reports whether validate reads the body before the upstream
+// call (audio or JSON rules), rather than only capping it as it streams.
+func (ir *inputRules) readsBody() bool {
+	return ir.in != nil && (ir.in.Audio != nil || ir.in.ValidatesJSON())
+}
+
 // validate checks r's body against the rules and, when it had to read the
 // body to do so, replaces r.Body with the same bytes. The returned cleanup
 // removes any spool file; call it after the upstream call.
@@ -76,7 +82,7 @@ func (ir *inputRules) validate(r *http.Request) (tollgate.Facts, func(), error) 
 		io.Closer
 	}{body, r.Body}
 	switch {
-	case ir.in == nil || (ir.in.Audio == nil && !ir.in.ValidatesJSON()):
+	case !ir.readsBody():
 		facts.Bytes = r.ContentLength
 		return facts, nop, nil // streamed to the upstream, capped as it goes
 	case ir.in.Audio != nil:

@@ -1,0 +1,155 @@
+package httpapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// admitter returns the Server's Admitter: the limiter itself when it is
+// one (one round trip for Redis), else steps over Limiter and Quota.
+func (s *Server) admitter() tollgate.Admitter {
+	if a, ok := s.Limiter.(tollgate.Admitter); ok && (s.Quota == nil || s.Quota == tollgate.Quota(a)) {
+		return a
+	}
+	return stepAdmitter{s.Limiter, s.Quota}
+}
+
+// stepAdmitter admits with one call per step, for a Limiter that is not an
+// Admitter (or a Quota that is not the limiter). Quota may be nil when no
+// Admission carries a Budget.
+type stepAdmitter struct {
+	tollgate.Limiter
+	tollgate.Quota
+}
+
+func (a stepAdmitter) Admit(ctx context.Context, adm tollgate.Admission, now time.Time) (tollgate.Admitted, error) {
+	var got tollgate.Admitted
+	if adm.RateKey != "" {
+		dec, err := a.AllowRate(ctx, adm.RateKey, adm.Rate, now)
+		got.Rate = dec
+		if err != nil {
+			return got, err
+		}
+	}
+	if adm.Budget != nil {
+		if a.Quota == nil {
+			return got, &tollgate.Error{Code: tollgate.CodeInternal, Message: "httpapi: a budget without a quota"}
+		}
+		res, err := a.Reserve(ctx, *adm.Budget, adm.Credits, adm.Units, now)
+		if err != nil {
+			return got, err
+		}
+		got.Reservation = &res
+	}
+	if adm.LeaseKey != "" {
+		lease, err := a.Acquire(ctx, adm.LeaseKey, adm.Concurrency, now)
+		if err != nil {
+			if got.Reservation != nil {
+				a.Settle(context.WithoutCancel(ctx), *got.Reservation, 0, 0)
+				got.Reservation = nil
+			}
+			return got, err
+		}
+		got.Lease = &lease
+	}
+	return got, nil
+}
+
+func (a stepAdmitter) Finish(ctx context.Context, r *tollgate.Reservation, credits, units float64, lease *tollgate.Lease) error {
+	var err error
+	if r != nil {
+		err = a.Settle(ctx, *r, credits, units)
+	}
+	if lease != nil {
+		if rerr := a.Release(ctx, *lease); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// admission is one request's hold on the limiter, from Admit to Finish.
+type admission struct {
+	s         *Server
+	ctx       context.Context
+	requestID string
+	got       tollgate.Admitted
+	// lease is the held lease, tracked for heartbeats (nil without one).
+	lease *heldLease
+	// credits and units are what Finish settles (0, 0 until the ledger
+	// holds the request: a failed call releases its reservation).
+	credits, units float64
+}
+
+// admit runs adm and counts the decisions. On success the caller must
+// call finish exactly once, when the handler returns.
+func (s *Server) admit(ctx context.Context, adm tollgate.Admission, now time.Time, timeout time.Duration, requestID string) (*admission, tollgate.Admitted, error) {
+	got, err := s.admitter().Admit(ctx, adm, now)
+	s.countAdmission(adm, err)
+	if err != nil {
+		return nil, got, err
+	}
+	a := &admission{s: s, ctx: ctx, requestID: requestID, got: got}
+	if got.Lease != nil {
+		a.lease = &heldLease{s: s, ctx: ctx, lease: *got.Lease, since: now, tracked: timeout > s.LeaseTTL/3}
+		if a.lease.tracked {
+			s.held.add(a.lease)
+		}
+	}
+	return a, got, nil
+}
+
+// countAdmission counts limiter decisions by step: the error says which
+// step refused; the steps before it allowed.
+func (s *Server) countAdmission(adm tollgate.Admission, err error) {
+	code := tollgate.ErrorCode(err)
+	if adm.RateKey != "" {
+		switch {
+		case err == nil || (code != tollgate.CodeRateLimitExceeded && code != tollgate.CodeInternal && code != tollgate.CodeOverloaded):
+			s.counters.rateAllow.Inc()
+		case code == tollgate.CodeRateLimitExceeded:
+			s.counters.rateDeny.Inc()
+		default:
+			s.counters.rateErr.Inc()
+		}
+	}
+	if adm.LeaseKey != "" {
+		switch {
+		case err == nil:
+			s.counters.concAllow.Inc()
+		case code == tollgate.CodeConcurrencyLimitExceeded:
+			s.counters.concDeny.Inc()
+		case code == tollgate.CodeInternal || code == tollgate.CodeOverloaded:
+			s.counters.concErr.Inc()
+		}
+	}
+}
+
+// charge sets what finish settles: the request is in the ledger.
+func (a *admission) charge(credits, units float64) { a.credits, a.units = credits, units }
+
+// finish settles the reservation (releasing it when nothing was charged)
+// and releases the lease, in one call. It runs once, when the handler
+// returns: on completion, error, client cancel or disconnect.
+func (a *admission) finish() {
+	var lease *tollgate.Lease
+	if a.lease != nil {
+		if !a.lease.released.CompareAndSwap(false, true) {
+			return
+		}
+		if a.lease.tracked {
+			a.s.held.remove(a.lease)
+		}
+		lease = &a.lease.lease
+	}
+	if a.got.Reservation == nil && lease == nil {
+		return
+	}
+	// The request context may be gone; settling and releasing must not be.
+	ctx := context.WithoutCancel(a.ctx)
+	if err := a.s.admitter().Finish(ctx, a.got.Reservation, a.credits, a.units, lease); err != nil {
+		a.s.logger().Error("finish admission", "request_id", a.requestID, "err", err)
+	}
+}
