@@ -204,7 +204,7 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.PutPlan(r.Context(), p); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	writeJSON(w, http.StatusOK, toPlanJSON(p))
 	return nil
 }
@@ -267,7 +267,7 @@ func (s *Server) setBilling(w http.ResponseWriter, r *http.Request) error {
 		MonthlyCreditLimit: in.MonthlyCreditLimit, MonthlyLimits: in.MonthlyLimits}); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.getOrg(w, r)
 }
 
@@ -386,7 +386,7 @@ func (s *Server) setOrgPlan(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.SetOrgPlan(r.Context(), id, in.Plan); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.getOrg(w, r)
 }
 
@@ -427,7 +427,7 @@ func (s *Server) grantModel(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.GrantModel(r.Context(), org, model); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.listGrants(w, r)
 }
 
@@ -439,7 +439,7 @@ func (s *Server) revokeModel(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.RevokeModel(r.Context(), org, model); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.listGrants(w, r)
 }
 
@@ -486,7 +486,7 @@ func (s *Server) setConcurrency(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.SetConcurrency(r.Context(), org, model, *in.Limit); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.listConcurrency(w, r)
 }
 
@@ -498,7 +498,7 @@ func (s *Server) clearConcurrency(w http.ResponseWriter, r *http.Request) error 
 	if err := s.Store.SetConcurrency(r.Context(), org, model, -1); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.listConcurrency(w, r)
 }
 

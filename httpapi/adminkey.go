@@ -172,7 +172,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.RevokeKey(r.Context(), id, s.now().UTC()); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	return s.getKey(w, r)
 }
 
@@ -214,7 +214,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.RotateKey(ctx, old.ID, next, now.Add(overlap)); err != nil {
 		return err
 	}
-	s.cache.clear()
+	s.changed(r.Context())
 	prev, err := s.Store.Key(ctx, old.ID)
 	if err != nil {
 		return err

@@ -66,6 +66,11 @@ type Server struct {
 	Ready func(ctx context.Context) error
 	// HistoryRetention is how long history items are kept (zero: 30 days).
 	HistoryRetention time.Duration
+	// Broadcast, when set, tells the other replicas that admin state
+	// changed (keys, grants, plans, overrides, billing); each calls
+	// ForgetKeys on receipt. Nil: this replica only, and the others
+	// see the change within KeyCacheTTL.
+	Broadcast func(ctx context.Context) error
 
 	metrics  *metrics
 	counters decisionCounters
@@ -98,6 +103,27 @@ func (s *Server) Close() {
 		s.stop()
 		s.stop = nil
 		s.ledger.close()
+	}
+}
+
+// ForgetKeys drops every cached key resolution, so the next request of
+// each key reads the store: an admin change made elsewhere applies at once.
+func (s *Server) ForgetKeys() {
+	if s.cache != nil {
+		s.cache.clear()
+	}
+}
+
+// changed applies an admin change here at once and tells the other
+// replicas. A failed broadcast is logged, not returned: the change is
+// stored, and the other replicas' key caches expire within KeyCacheTTL.
+func (s *Server) changed(ctx context.Context) {
+	s.cache.clear()
+	if s.Broadcast == nil {
+		return
+	}
+	if err := s.Broadcast(ctx); err != nil {
+		s.logger().Warn("broadcast admin change; other replicas apply it within the key cache TTL", "err", err)
 	}
 }
 
