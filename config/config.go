@@ -45,6 +45,19 @@ const (
 	DefaultHistoryRetention = 30 * 24 * time.Hour
 	DefaultErrorProfile     = tollgate.ProfileTollgate
 	DefaultKeyPrefix        = tollgate.DefaultKeyPrefix
+	DefaultLimiterPrefix    = "tg:"
+	DefaultLimiterFailure   = FailOpen
+	DefaultLimiterTimeout   = 100 * time.Millisecond
+)
+
+// What rate limits do while the Redis limiter is unreachable. Credits,
+// quotas and concurrency always fail closed.
+const (
+	// FailOpen: each replica enforces its share of every rate limit
+	// (limit ÷ replicas) in memory.
+	FailOpen = "fail_open"
+	// FailClosed: requests are refused with 503 overloaded + Retry-After.
+	FailClosed = "fail_closed"
 )
 
 // Config is a deployment's configuration. Parse and Load fill the defaults;
@@ -57,6 +70,17 @@ type Config struct {
 	Store string `yaml:"store" koanf:"store"`
 	// Limiter is "memory" or a redis:// URL. See ParseLimiter.
 	Limiter string `yaml:"limiter" koanf:"limiter"`
+	// LimiterPrefix starts every Redis key the limiter uses, so several
+	// deployments can share one Redis. Default "tg:".
+	LimiterPrefix string `yaml:"limiter_prefix,omitempty" koanf:"limiter_prefix"`
+	// LimiterFailure is what rate limits do while Redis is unreachable:
+	// FailOpen (default) or FailClosed.
+	LimiterFailure string `yaml:"limiter_failure,omitempty" koanf:"limiter_failure"`
+	// LimiterTimeout bounds each Redis call. Default 100ms.
+	LimiterTimeout time.Duration `yaml:"limiter_timeout,omitempty" koanf:"limiter_timeout"`
+	// Replicas is how many gateway replicas share the limiter: under
+	// FailOpen each enforces limit ÷ Replicas. Default 1.
+	Replicas int `yaml:"replicas,omitempty" koanf:"replicas"`
 	// AdminToken guards /admin/ (Authorization: Bearer); at least 16 bytes.
 	AdminToken string `yaml:"admin_token" koanf:"admin_token"`
 	// KeySecret is the HMAC secret for stored key hashes; at least 16 bytes.
@@ -151,6 +175,10 @@ func defaults() Config {
 		Listen:           DefaultListen,
 		Store:            DefaultStore,
 		Limiter:          DefaultLimiter,
+		LimiterPrefix:    DefaultLimiterPrefix,
+		LimiterFailure:   DefaultLimiterFailure,
+		LimiterTimeout:   DefaultLimiterTimeout,
+		Replicas:         1,
 		KeyPrefix:        DefaultKeyPrefix,
 		KeyCacheTTL:      DefaultKeyCacheTTL,
 		LeaseTTL:         DefaultLeaseTTL,

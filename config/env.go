@@ -19,6 +19,10 @@ var envScalars = map[string]bool{
 	"listen":            false,
 	"store":             false,
 	"limiter":           false,
+	"limiter_prefix":    false,
+	"limiter_failure":   false,
+	"limiter_timeout":   true,
+	"replicas":          false,
 	"admin_token":       false,
 	"key_secret":        false,
 	"key_prefix":        false,
@@ -54,6 +58,13 @@ func envValue(name, value string) (key string, v any, err error) {
 		return "", nil, nil
 	}
 	key = strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+	if key == "replicas" {
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return "", nil, fmt.Errorf("%q is not a whole number", value)
+		}
+		return key, n, nil
+	}
 	if isDuration, ok := envScalars[key]; ok {
 		if !isDuration {
 			return key, value, nil

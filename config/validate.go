@@ -56,6 +56,16 @@ func (c *Config) problems() []*fieldError {
 	if _, err := ParseLimiter(c.Limiter); err != nil {
 		p.add("limiter", err)
 	}
+	if c.LimiterFailure != FailOpen && c.LimiterFailure != FailClosed {
+		p.addf("limiter_failure", "%q: want %s or %s", c.LimiterFailure, FailOpen, FailClosed)
+	}
+	if c.LimiterPrefix == "" || len(c.LimiterPrefix) > 64 || strings.ContainsAny(c.LimiterPrefix, " {}") {
+		p.addf("limiter_prefix", "%q: want 1 to 64 characters without spaces or braces", c.LimiterPrefix)
+	}
+	p.duration("limiter_timeout", c.LimiterTimeout, false)
+	if c.Replicas < 1 {
+		p.addf("replicas", "%d: want at least 1", c.Replicas)
+	}
 	p.secret("admin_token", c.AdminToken)
 	p.secret("key_secret", c.KeySecret)
 	if !keyPrefixRE.MatchString(c.KeyPrefix) {
