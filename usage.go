@@ -93,6 +93,13 @@ type Budget struct {
 	UnitLimit float64
 }
 
+// Limited reports whether any limit applies to b: free credits, a monthly
+// credit limit or a monthly unit limit. Cost under an unlimited budget
+// need not be reserved, only counted.
+func (b Budget) Limited() bool {
+	return b.UsesFreeCredits || b.CreditLimit > 0 || b.UnitLimit > 0
+}
+
 // Reservation is cost held before an upstream call; Settle replaces it
 // with the actual cost.
 type Reservation struct {

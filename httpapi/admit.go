@@ -78,6 +78,9 @@ type admission struct {
 	got       tollgate.Admitted
 	// lease is the held lease, tracked for heartbeats (nil without one).
 	lease *heldLease
+	// unreserved, for a budget without limits, is the zero reservation
+	// that Finish charges instead (nil otherwise).
+	unreserved *tollgate.Reservation
 	// credits and units are what Finish settles (0, 0 until the ledger
 	// holds the request: a failed call releases its reservation).
 	credits, units float64
@@ -144,12 +147,16 @@ func (a *admission) finish() {
 		}
 		lease = &a.lease.lease
 	}
-	if a.got.Reservation == nil && lease == nil {
+	res := a.got.Reservation
+	if res == nil && a.unreserved != nil && (a.credits > 0 || a.units > 0) {
+		res = a.unreserved
+	}
+	if res == nil && lease == nil {
 		return
 	}
 	// The request context may be gone; settling and releasing must not be.
 	ctx := context.WithoutCancel(a.ctx)
-	if err := a.s.admitter().Finish(ctx, a.got.Reservation, a.credits, a.units, lease); err != nil {
+	if err := a.s.admitter().Finish(ctx, res, a.credits, a.units, lease); err != nil {
 		a.s.logger().Error("finish admission", "request_id", a.requestID, "err", err)
 	}
 }

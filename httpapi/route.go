@@ -130,9 +130,18 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 	}
 
 	units := m.Meter.Quantity(facts)
+	// Under a budget with no limit nothing is reserved, so a Redis outage
+	// with fail_open does not stop requests no quota applies to; their
+	// cost is still counted when the handler returns.
+	var unreserved *tollgate.Reservation
 	if s.Quota != nil {
 		b := access.Budget(m)
-		adm.Budget, adm.Credits, adm.Units = &b, units*m.Meter.Price, units
+		if b.Limited() {
+			adm.Budget, adm.Credits, adm.Units = &b, units*m.Meter.Price, units
+		} else {
+			period, _, _ := tollgate.Period(now)
+			unreserved = &tollgate.Reservation{OrgID: b.OrgID, Model: b.Model, Period: period}
+		}
 	}
 	if limit := access.ConcurrencyLimit(m.ID); limit > 0 {
 		adm.LeaseKey, adm.Concurrency = "conc:"+access.Org.ID+":"+m.ID, limit
@@ -147,6 +156,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 		}
 		return Upstream{}, err
 	}
+	held.unreserved = unreserved
 	defer held.finish()
 
 	// Proxy; commit the usage to the ledger once the upstream's head is

@@ -395,3 +395,25 @@ plans:
 		t.Errorf("month credits after restart %v, want %d (the ledger)", got, len(ledger))
 	}
 }
+
+// TestUnlimitedBudgetStillCounted: under a plan with no credit or unit
+// limit nothing is reserved, but the month's counters still hold every
+// charge, so the balance matches the ledger.
+func TestUnlimitedBudgetStillCounted(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	_, key, _ := g.newOrg("acme", "paid", []string{"priced"}, nil)
+	for i := 0; i < 3; i++ {
+		if r := g.do("POST", "/v1/priced", map[string]string{"X-API-Key": key}, `{"text":"x"}`); r.Status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	u := g.usage("acme")
+	if c := creditsOf(u); c != 4.5 {
+		t.Errorf("ledger holds %v credits, want 4.5", c)
+	}
+	// The counters are settled as each handler returns, just after the
+	// answer: poll briefly.
+	waitFor(t, 2*time.Second, func() bool {
+		return g.usage("acme")["balance"].(map[string]any)["month_credits"] == 4.5
+	})
+}
