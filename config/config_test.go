@@ -461,12 +461,15 @@ models:
   - {id: e, route: "GET /v3/a/{y}", upstream: "http://u"}
   - {id: f, route: "HEAD /{any}", upstream: "http://u"}
   - {id: g, routes: ["GET /v2/text", "POST /v2/text", "GET /v2/{rest...}"], upstream: "http://u"}
+  - {id: h, routes: ["GET /v1/usage", "POST /v1/usage", "DELETE /v1/history/{item}"], upstream: "http://u"}
 `,
 		want: []string{
 			"models[1].route: route \"POST /v1/text\" is also models[0].route",
 			"models[2].routes[1]: route \"GET /v1/jobs/{job}\" conflicts with models[2].routes[0] \"GET /v1/jobs/{id}\": GET /v1/jobs/{job} matches the same requests as GET /v1/jobs/{id}",
 			"models[4].route: route \"GET /v3/a/{y}\" conflicts with models[3].route \"GET /v3/{x}/b\": GET /v3/a/{y} and GET /v3/{x}/b both match some paths, like \"/v3/a/b\". But neither is more specific than the other.",
 			"models[5].route: route \"HEAD /{any}\" conflicts with tollgate's route \"GET /healthz\": HEAD /{any} matches fewer methods than GET /healthz, but has a more general path pattern",
+			"models[7].routes[0]: route \"GET /v1/usage\" conflicts with tollgate's route \"GET /v1/usage\": GET /v1/usage matches the same requests as GET /v1/usage",
+			"models[7].routes[2]: route \"DELETE /v1/history/{item}\" conflicts with tollgate's route \"DELETE /v1/history/{id}\": DELETE /v1/history/{item} matches the same requests as DELETE /v1/history/{id}",
 		},
 	},
 	{

@@ -13,7 +13,9 @@ var reservedPaths = []string{"/admin", "/healthz", "/readyz", "/metrics"}
 
 // reservedPatterns are tollgate's own fixed routes, as httpapi registers
 // them; a model route ServeMux finds in conflict with one is refused.
-var reservedPatterns = []string{"GET /healthz", "GET /readyz", "GET /metrics"}
+// The account API's routes are here too (httpapi/account.go).
+var reservedPatterns = []string{"GET /healthz", "GET /readyz", "GET /metrics",
+	"GET /v1/history", "GET /v1/history/{id}", "DELETE /v1/history/{id}", "GET /v1/usage"}
 
 // splitRoute splits "METHOD /path"; ok is false unless there are exactly
 // two fields.

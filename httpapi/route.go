@@ -165,7 +165,14 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 	// if nothing was charged.
 	settle := func(served *tollgate.Model, status int, header func(string) string) error {
 		if status >= 400 {
-			return nil // the model refused the input: nothing is charged
+			// The model refused the input (or is unavailable and said
+			// so): nothing is charged, but the generation is history.
+			item := rt.historyItem(access, requestID, facts, s.now())
+			item.Status, item.Output = status, outputSummary(status, header)
+			if err := s.ledger.commit(nil, item); err != nil {
+				s.logger().Error("history: record upstream refusal", "request_id", requestID, "err", err)
+			}
+			return nil
 		}
 		actual := units
 		if m.Meter.TrustUpstream {

@@ -119,6 +119,7 @@ func TestFailedAndRefusedChargeNothing(t *testing.T) {
 		status     int
 	}{
 		{"/v1/priced-fail", `{}`, 502},
+		{"/v1/priced-fail?status=400", `{}`, 400}, // the model refuses: passed through
 		{"/v1/priced", `{"text":`, 422},
 		{"/v1/priced", `{"text":"` + strings.Repeat("a", 300) + `"}`, 422},
 	} {
@@ -143,7 +144,8 @@ func TestFailedAndRefusedChargeNothing(t *testing.T) {
 		}
 	}
 	json.Unmarshal(hist.Body, &hl)
-	if len(hl.Items) != 4 || hl.Items[3].Status != 200 || hl.Items[2].Code != "upstream_error" {
+	if len(hl.Items) != 5 || hl.Items[4].Status != 200 || hl.Items[3].Code != "upstream_error" ||
+		hl.Items[2].Status != 400 || hl.Items[2].Code != "" {
 		t.Errorf("history %s", hist.Body)
 	}
 }
