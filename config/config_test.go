@@ -65,6 +65,7 @@ func TestLoadExample(t *testing.T) {
 					MaxLength: map[string]int{"/text": 200},
 					TextField: "/text",
 				},
+				Meter: &MeterConfig{Unit: "characters", Price: 0.0002},
 			},
 			{
 				ID:       "stt",
@@ -86,7 +87,8 @@ func TestLoadExample(t *testing.T) {
 			},
 		},
 		Plans: []PlanConfig{
-			{ID: "free", RPM: 1000, Concurrency: 5, ModelConcurrency: map[string]int{"echo-text": 2}, Features: []string{"text", "stt"}},
+			{ID: "free", RPM: 1000, Concurrency: 5, ModelConcurrency: map[string]int{"echo-text": 2}, Features: []string{"text", "stt"},
+				BillingRequired: true, FreeCredits: 100, MonthlyCreditCap: 1000, MonthlyLimits: map[string]float64{"stt": 36000}},
 			{ID: "scale", RPM: 1000000, Features: []string{"*"}},
 		},
 	}

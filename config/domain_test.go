@@ -35,6 +35,7 @@ func TestDomain(t *testing.T) {
 				MaxLength: map[string]int{"/text": 200},
 				TextField: "/text",
 			},
+			Meter: tollgate.Meter{Unit: tollgate.UnitCharacters, Price: 0.0002},
 		},
 		{
 			ID: "stt", Feature: "stt", Method: "POST", Path: "/v1/speech-to-text",
@@ -56,7 +57,8 @@ func TestDomain(t *testing.T) {
 	}
 
 	wantPlans := []*tollgate.Plan{
-		{ID: "free", RPM: 1000, Concurrency: 5, ModelConcurrency: map[string]int{"echo-text": 2}, Features: []string{"text", "stt"}},
+		{ID: "free", RPM: 1000, Concurrency: 5, ModelConcurrency: map[string]int{"echo-text": 2}, Features: []string{"text", "stt"},
+			BillingRequired: true, FreeCredits: 100, MonthlyCreditCap: 1000, MonthlyLimits: map[string]float64{"stt": 36000}},
 		{ID: "scale", RPM: 1000000, Features: []string{"*"}},
 	}
 	if diff := cmp.Diff(c.DomainPlans(), wantPlans, cmpopts.EquateEmpty()); diff != "" {

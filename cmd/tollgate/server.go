@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/httpapi"
 	"github.com/tollgate/tollgate/inmem"
+	"github.com/tollgate/tollgate/postgres"
 	"github.com/tollgate/tollgate/sqlite"
 	"github.com/tollgate/tollgate/upstream"
 )
@@ -165,7 +166,9 @@ func openStore(ctx context.Context, b config.Backend) (tollgate.Store, error) {
 	switch b.Kind {
 	case config.SQLite:
 		return sqlite.Open(ctx, b.Target)
+	case config.Postgres:
+		return postgres.Open(ctx, b.Target)
 	default:
-		return nil, fmt.Errorf("store: %q is not built in this version; use sqlite://PATH", b.Kind)
+		return nil, fmt.Errorf("store: unknown kind %q", b.Kind)
 	}
 }
