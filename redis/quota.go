@@ -144,10 +144,10 @@ func number(v float64) string {
 // the org does not hold, within Options.RebuildGrace of a Load and in an
 // org whose counters that Load wrote (or dropped), adds the actual cost
 // whole. Otherwise (a reservation the caller built, say, to undo a
-// charge) it corrects by the difference, as inmem does. The residual
-// error is bounded by one reservation and errs towards counting more:
-// a pre-Load reservation settled after the grace, or in an org first
-// created after the Load, still takes its estimate off.
+// charge) it corrects by the difference, as inmem does. What is left
+// counts less by at most one estimate per reservation: a pre-Load
+// reservation settled after the grace, or in an org whose counters a
+// Reserve created after the Load, still takes its estimate off.
 //
 // With the counters lost Settle changes nothing and returns
 // ErrCountersLost: the Load that rebuilds them reads the request from the
