@@ -89,6 +89,8 @@ const (
 	DefaultPrefix           = "tg:"
 	DefaultLeaseTTL         = 15 * time.Second
 	DefaultTimeout          = 100 * time.Millisecond
+	DefaultDialTimeout      = time.Second
+	DefaultMinIdleConns     = 8
 	DefaultPoolTimeout      = time.Second
 	DefaultBreakerThreshold = 5
 	DefaultBreakerCooldown  = time.Second
@@ -110,7 +112,8 @@ type Options struct {
 	// Quota months always follow the now each call passes.
 	Clock Clock
 
-	// Timeout bounds each dial, read and write (zero: DefaultTimeout).
+	// Timeout bounds each read and write (zero: DefaultTimeout), and each
+	// dial, with at least DefaultDialTimeout.
 	// Calls are not retried: a failure counts towards the breaker.
 	Timeout time.Duration
 	// PoolTimeout bounds the wait for a free connection (zero:
@@ -257,7 +260,14 @@ func newLimiter(ro *goredis.Options, opts Options) (*Limiter, error) {
 		return nil, errors.New("redis: negative option")
 	}
 	timeout := or(opts.Timeout, DefaultTimeout)
-	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = timeout, timeout, timeout
+	ro.ReadTimeout, ro.WriteTimeout = timeout, timeout
+	// A burst of requests dials many connections at once, and on a busy
+	// machine a dial can take longer than a command: a dial timeout as
+	// short as the command timeout would open the breaker on a healthy
+	// Redis. A refused connection fails at once either way; connections
+	// kept warm (MinIdleConns) spare most requests the dial.
+	ro.DialTimeout = max(timeout, DefaultDialTimeout)
+	ro.MinIdleConns = DefaultMinIdleConns
 	ro.PoolTimeout = or(opts.PoolTimeout, DefaultPoolTimeout)
 	if opts.PoolSize > 0 {
 		ro.PoolSize = opts.PoolSize

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -14,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/httpapi"
 	"github.com/tollgate/tollgate/inmem"
 	"github.com/tollgate/tollgate/postgres"
+	"github.com/tollgate/tollgate/redis"
 	"github.com/tollgate/tollgate/sqlite"
 	"github.com/tollgate/tollgate/upstream"
 )
@@ -34,6 +36,57 @@ type Main struct {
 
 	ln  net.Listener
 	srv *http.Server
+
+	// With a redis:// limiter: the limiter, the admin-change bus and
+	// the context of its subscription.
+	redis      *redis.Limiter
+	bus        *redis.Bus
+	busCtx     context.Context
+	busCancel  context.CancelFunc
+	rebuilding atomic.Bool
+}
+
+// openRedis connects the Redis limiter and the admin-change bus.
+func (m *Main) openRedis(ctx context.Context, url string) error {
+	c := m.Config
+	l, err := redis.New(ctx, url, redis.Options{
+		Prefix:         c.LimiterPrefix,
+		LeaseTTL:       c.LeaseTTL,
+		Timeout:        c.LimiterTimeout,
+		RateFailure:    redis.FailureMode(c.LimiterFailure),
+		Replicas:       c.Replicas,
+		OnCountersLost: m.rebuildLost,
+	})
+	if err != nil {
+		return fmt.Errorf("limiter: %w", err)
+	}
+	m.redis, m.Limiter = l, l
+	bus, err := redis.NewBus(ctx, url, c.LimiterPrefix+"admin")
+	if err != nil {
+		return fmt.Errorf("limiter: %w", err)
+	}
+	m.bus = bus
+	m.busCtx, m.busCancel = context.WithCancel(context.Background())
+	return nil
+}
+
+// rebuildLost reloads the quota counters from the ledger after Redis lost
+// them, once at a time; requests meanwhile are refused 503 with
+// Retry-After rather than charged against counters read as zero.
+func (m *Main) rebuildLost() {
+	if m.API == nil || !m.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.rebuilding.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if n, err := m.API.RebuildUsage(ctx); err != nil {
+			m.Logger.Error("rebuild lost usage counters from the ledger", "err", err)
+		} else {
+			m.Logger.Warn("usage counters were lost by Redis; rebuilt from the ledger", "groups", n)
+		}
+	}()
 }
 
 // Addr is the address the gateway listens on (after Open).
@@ -60,13 +113,25 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 	var quota tollgate.Quota
+	rebuild := true // quota counters start from the ledger, never from zero
 	switch b := c.LimiterBackend(); b.Kind {
 	case config.Memory:
 		l := inmem.NewLimiter(c.LeaseTTL)
 		m.Limiter, quota = l, l
+	case config.Redis:
+		if err := m.openRedis(ctx, b.Target); err != nil {
+			m.Close()
+			return err
+		}
+		quota = m.redis
+		// The counters are shared: a replica joining a running cluster
+		// must not reload them under the others' reservations.
+		if loaded, err := m.redis.Loaded(ctx); err == nil && loaded {
+			rebuild = false
+		}
 	default:
-		store.Close()
-		return fmt.Errorf("limiter: %q is not built in this version; use %q", b.Kind, config.Memory)
+		m.Close()
+		return fmt.Errorf("limiter: unknown kind %q", b.Kind)
 	}
 	m.Proxy = upstream.New()
 	m.API = &httpapi.Server{
@@ -90,11 +155,23 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Quota counters start from the ledger, never from zero.
-	if n, err := m.API.RebuildUsage(ctx); err != nil {
-		return fmt.Errorf("rebuild usage counters from the ledger: %w", err)
-	} else if n > 0 {
-		m.Logger.Info("usage counters rebuilt from the ledger", "groups", n)
+	if m.redis != nil {
+		m.API.Ready = m.redis.Ready
+		if m.bus != nil {
+			m.API.Broadcast = func(ctx context.Context) error { return m.bus.Publish(ctx, "admin") }
+			if err := m.bus.Subscribe(m.busCtx, func(string) { m.API.ForgetKeys() }); err != nil {
+				m.Close()
+				return err
+			}
+		}
+	}
+	if rebuild {
+		if n, err := m.API.RebuildUsage(ctx); err != nil {
+			m.Close()
+			return fmt.Errorf("rebuild usage counters from the ledger: %w", err)
+		} else if n > 0 {
+			m.Logger.Info("usage counters rebuilt from the ledger", "groups", n)
+		}
 	}
 	m.ln, err = net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -154,6 +231,17 @@ func (m *Main) Close() error {
 	}
 	if m.Proxy != nil {
 		m.Proxy.Close()
+	}
+	if m.busCancel != nil {
+		m.busCancel()
+	}
+	if m.bus != nil {
+		errs = append(errs, m.bus.Close())
+		m.bus = nil
+	}
+	if m.redis != nil {
+		errs = append(errs, m.redis.Close())
+		m.redis = nil
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
