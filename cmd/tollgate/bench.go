@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate/config"
@@ -35,7 +38,7 @@ import (
 // or nginx), so none shares a Go runtime with the load generator, which
 // runs in the bench process itself.
 
-var benchTargets = []string{"direct", "reverseproxy", "tollgate", "nginx"}
+var benchTargets = []string{"direct", "reverseproxy", "tollgate", "tollgate-cluster", "nginx"}
 
 // The gateway under test: one model in front of the demo upstream, a plan
 // whose limits are checked on every request but never refuse.
@@ -45,7 +48,8 @@ const (
 	benchPath        = "/v1/hello"
 	benchGateway     = `listen: 127.0.0.1:0
 store: %q
-limiter: memory
+limiter: %q
+limiter_prefix: %q
 admin_token: %q
 key_secret: %q
 models:
@@ -63,6 +67,8 @@ type benchOptions struct {
 	rates                  []int
 	targets                []string
 	cpuProfile, memProfile string
+	// postgres and redis are the shared services of tollgate-cluster.
+	postgres, redis string
 }
 
 func newBenchCmd(stdout, stderr io.Writer, environ []string) *cobra.Command {
@@ -87,6 +93,10 @@ loop (fixed arrival rates, latency from the intended send time).`,
 	f.IntVar(&o.connections, "connections", 50, "closed-loop connections")
 	f.IntSliceVar(&o.rates, "rates", []int{2000, 5000}, "open-loop arrival rates, requests/s")
 	f.StringSliceVar(&o.targets, "targets", benchTargets, "targets to measure")
+	f.StringVar(&o.postgres, "postgres", envOr(environ, "TOLLGATE_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/tollgate_test?sslmode=disable"),
+		"PostgreSQL DSN for tollgate-cluster; the bench uses a schema of its own and drops it (TOLLGATE_BENCH_POSTGRES)")
+	f.StringVar(&o.redis, "redis", envOr(environ, "TOLLGATE_BENCH_REDIS", "redis://127.0.0.1:6379/0"),
+		"Redis URL for tollgate-cluster; the bench uses a key prefix of its own (TOLLGATE_BENCH_REDIS)")
 	f.IntVar(&o.rounds, "rounds", 3, "rounds; each round measures every target once, in turn")
 	f.IntVar(&o.maxInFlight, "max-in-flight", loadtest.DefaultMaxInFlight, "open-loop cap on requests in flight; requests due beyond it are dropped and counted")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write the gateway process's CPU profile (whole run) to this file")
@@ -138,6 +148,7 @@ type benchTarget struct {
 	url  string
 	proc *loadtest.Process // nil for direct
 	what string
+	key  string // the API key a tollgate target expects
 }
 
 // benchRun is one run of `tollgate bench`: its processes and targets.
@@ -149,7 +160,8 @@ type benchRun struct {
 	procs   []*loadtest.Process
 	up      *loadtest.Process
 	targets []*benchTarget
-	key     string // the gateway's API key
+	// cleanups drop what the cluster target made in the shared services.
+	cleanups []func()
 }
 
 func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
@@ -214,9 +226,17 @@ func (b *benchRun) start(ctx context.Context) error {
 			t.proc, err = b.startChild(name, "bench", "serve-reverseproxy", "--upstream", b.up.URL)
 			t.what = "httputil.ReverseProxy, Transport MaxIdleConns/MaxIdleConnsPerHost 1000"
 		case "tollgate":
-			t.proc, err = b.startGateway(ctx)
+			t.proc, t.key, err = b.startGateway(ctx, name, "sqlite://"+filepath.Join(b.dir, "tollgate.db"), "memory")
 			t.what = fmt.Sprintf("tollgate serve: SQLite, memory limiter; X-API-Key auth + rate (rpm %s) + concurrency (%s per org×model)",
 				loadtest.FormatRate(benchRPM), loadtest.FormatRate(benchConcurrency))
+		case "tollgate-cluster":
+			dsn, serr := b.benchSchema(ctx)
+			if serr != nil {
+				fmt.Fprintf(b.w, "tollgate-cluster: not measured: %v\n", serr)
+				continue
+			}
+			t.proc, t.key, err = b.startGateway(ctx, name, dsn, b.o.redis)
+			t.what = "tollgate serve as above on PostgreSQL + Redis (one replica of a cluster): the limiter's decisions are Redis round trips"
 		case "nginx":
 			path := loadtest.NginxPath()
 			if path == "" {
@@ -235,7 +255,7 @@ func (b *benchRun) start(ctx context.Context) error {
 		if t.proc != nil {
 			t.url = t.proc.URL
 		}
-		if err := probe(t.url+benchPath, b.key); err != nil {
+		if err := probe(t.url+benchPath, t.key); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 		b.targets = append(b.targets, t)
@@ -257,6 +277,9 @@ func (b *benchRun) stop() {
 		if err := p.Stop(); err != nil {
 			fmt.Fprintf(b.w, "stop %s: %v\n", p.Name, err)
 		}
+	}
+	for _, f := range slices.Backward(b.cleanups) {
+		f()
 	}
 }
 
@@ -286,8 +309,8 @@ func (b *benchRun) measure(ctx context.Context, label string, c loadtest.Config,
 	for round := 1; round <= b.o.rounds; round++ {
 		for _, t := range b.targets {
 			c.Request = loadtest.Request{Method: "GET", URL: t.url + benchPath}
-			if b.key != "" {
-				c.Request.Header = [][2]string{{"X-API-Key", b.key}}
+			if t.key != "" {
+				c.Request.Header = [][2]string{{"X-API-Key", t.key}}
 			}
 			s, err := sample(ctx, c, t, b.up)
 			if err != nil {
@@ -326,7 +349,7 @@ func (b *benchRun) printResults(closed map[string]*loadtest.Series, open map[int
 	}
 	writeRatios(w, closed, open, o.rates)
 	for _, t := range b.targets {
-		if t.name == "tollgate" {
+		if strings.HasPrefix(t.name, "tollgate") {
 			writeLogSummary(w, t.proc.Log)
 		}
 	}
@@ -379,7 +402,7 @@ func writeRatios(w io.Writer, closed map[string]*loadtest.Series, open map[int]m
 	}
 	if len(closed) > 0 {
 		fmt.Fprintln(w, "  closed loop, req/s (median of rounds; best vs best):")
-		for _, p := range [][2]string{{"tollgate", "nginx"}, {"tollgate", "reverseproxy"}, {"tollgate", "direct"}, {"nginx", "direct"}, {"reverseproxy", "direct"}} {
+		for _, p := range [][2]string{{"tollgate", "nginx"}, {"tollgate", "reverseproxy"}, {"tollgate-cluster", "tollgate"}, {"tollgate", "direct"}, {"nginx", "direct"}, {"reverseproxy", "direct"}} {
 			a, bestA, okA := rps(p[0])
 			b, bestB, okB := rps(p[1])
 			if !okA || !okB || b == 0 || bestB == 0 {
@@ -392,6 +415,8 @@ func writeRatios(w io.Writer, closed map[string]*loadtest.Series, open map[int]m
 				goal = fmt.Sprintf("   target ≥ 0.80: %s; goal ≥ 1.00: %s", verdict(r >= 0.8), verdict(r >= 1.0))
 			case [2]string{"tollgate", "reverseproxy"}:
 				goal = fmt.Sprintf("   target ≥ 2.00: %s", verdict(r >= 2.0))
+			case [2]string{"tollgate-cluster", "tollgate"}:
+				goal = fmt.Sprintf("   target ≥ 0.70: %s", verdict(r >= 0.7))
 			}
 			fmt.Fprintf(w, "    %-24s %5.2f×  %5.2f×%s\n", p[0]+"/"+p[1], r, bestA/bestB, goal)
 		}
@@ -404,7 +429,7 @@ func writeRatios(w io.Writer, closed map[string]*loadtest.Series, open map[int]m
 		}
 		fmt.Fprintf(w, "  open loop %s requests/s, p99 added over direct: median of rounds' p99; best round vs best round; all rounds merged; median of rounds' p99 from the actual send:\n",
 			loadtest.FormatRate(float64(rate)))
-		for _, name := range []string{"tollgate", "reverseproxy", "nginx"} {
+		for _, name := range []string{"tollgate", "tollgate-cluster", "reverseproxy", "nginx"} {
 			s, ok := m[name]
 			if !ok {
 				continue
@@ -453,24 +478,27 @@ func writeLogSummary(w io.Writer, path string) {
 }
 
 // startGateway writes the gateway's config, starts it and creates the
-// bench org and its key (b.key) through the admin API.
-func (b *benchRun) startGateway(ctx context.Context) (*loadtest.Process, error) {
+// bench org and its key through the admin API.
+func (b *benchRun) startGateway(ctx context.Context, name, store, limiter string) (*loadtest.Process, string, error) {
 	admin, secret := randomHex(16), randomHex(16)
-	conf := filepath.Join(b.dir, "tollgate.yaml")
-	db := "sqlite://" + filepath.Join(b.dir, "tollgate.db")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, benchGateway, db, admin, secret, b.up.URL, benchRPM, benchConcurrency), 0o600); err != nil {
-		return nil, err
+	conf := filepath.Join(b.dir, name+".yaml")
+	prefix := "tgbench:" + randomHex(6) + ":"
+	if err := os.WriteFile(conf, fmt.Appendf(nil, benchGateway, store, limiter, prefix, admin, secret, b.up.URL, benchRPM, benchConcurrency), 0o600); err != nil {
+		return nil, "", err
 	}
 	args := []string{"bench", "serve-gateway", "--config", conf}
-	if b.o.cpuProfile != "" {
+	if limiter != "memory" {
+		b.cleanups = append(b.cleanups, func() { dropRedisPrefix(limiter, prefix) })
+	}
+	if b.o.cpuProfile != "" && name == "tollgate" {
 		args = append(args, "--cpuprofile", b.o.cpuProfile)
 	}
-	if b.o.memProfile != "" {
+	if b.o.memProfile != "" && name == "tollgate" {
 		args = append(args, "--memprofile", b.o.memProfile)
 	}
-	p, err := b.startChild("tollgate", args...)
+	p, err := b.startChild(name, args...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	call := func(path string, body any) (map[string]any, error) {
 		b, _ := json.Marshal(body)
@@ -490,14 +518,65 @@ func (b *benchRun) startGateway(ctx context.Context) (*loadtest.Process, error) 
 		return out, nil
 	}
 	if _, err := call("/admin/orgs", map[string]any{"id": "bench", "name": "Bench", "plan": "bench", "models": []string{"bench-hello"}}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	k, err := call("/admin/orgs/bench/keys", map[string]any{"name": "bench"})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	b.key, _ = k["key"].(string)
-	return p, nil
+	key, _ := k["key"].(string)
+	return p, key, nil
+}
+
+// benchSchema creates a PostgreSQL schema for tollgate-cluster, dropped
+// when the bench ends, and returns a DSN whose search_path is it.
+func (b *benchRun) benchSchema(ctx context.Context) (string, error) {
+	db, err := sql.Open("pgx", b.o.postgres) // pgx/v5/stdlib
+	if err != nil {
+		return "", fmt.Errorf("tollgate-cluster: %w", err)
+	}
+	schema := "tgbench_" + randomHex(6)
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		return "", fmt.Errorf("tollgate-cluster: PostgreSQL at --postgres: %w", err)
+	}
+	b.cleanups = append(b.cleanups, func() {
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	})
+	u, err := url.Parse(b.o.postgres)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("tollgate-cluster: --postgres must be a postgres:// URL")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// dropRedisPrefix deletes the keys a bench gateway left under prefix.
+func dropRedisPrefix(url, prefix string) {
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		return
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Del(ctx, iter.Val())
+	}
+}
+
+func envOr(environ []string, name, def string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok && v != "" {
+			return v
+		}
+	}
+	return def
 }
 
 // probe checks that a target answers the bench request with the demo's answer.
