@@ -32,6 +32,10 @@ type Model struct {
 	// UpstreamErrorCode is the code answered when the upstream fails with a
 	// 5xx other than 503: upstream_error (default) or grpc_error.
 	UpstreamErrorCode Code
+	// Stream, when set, makes the model a WebSocket stream: Path is its
+	// handshake (GET), Upstream a ws:// or wss:// base URL, Timeout bounds
+	// the upstream handshake, and Meter counts audio_seconds.
+	Stream *Stream
 }
 
 // DefaultTimeout is a model's upstream timeout when none is configured.
