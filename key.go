@@ -167,6 +167,29 @@ type keyMAC struct {
 // Equal compares two hashes in constant time.
 func (h *KeyHasher) Equal(a, b []byte) bool { return hmac.Equal(a, b) }
 
+// HashScheme says how a stored key hash was computed.
+type HashScheme string
+
+// The hash schemes. Every key tollgate issues is HashHMAC; HashSHA256 holds
+// keys imported from another API as the plain SHA-256 it stored.
+const (
+	// HashHMAC is HMAC-SHA-256 under the deployment's key secret
+	// (KeyHasher). A Key's zero HashScheme means this.
+	HashHMAC HashScheme = "hmac-sha256"
+	// HashSHA256 is the SHA-256 of the key, unkeyed (SHA256Key).
+	HashSHA256 HashScheme = "sha256"
+)
+
+// ValidHashScheme reports whether s names a hash scheme.
+func ValidHashScheme(s HashScheme) bool { return s == HashHMAC || s == HashSHA256 }
+
+// SHA256Key returns the unkeyed SHA-256 of key: how an imported key stored
+// under HashSHA256 is found.
+func SHA256Key(key string) []byte {
+	sum := sha256.Sum256([]byte(key))
+	return sum[:]
+}
+
 // Key is an API key's stored record. The plaintext is never stored.
 // Settings (org, models, RPM, expiry, scopes) are fixed at creation.
 type Key struct {
@@ -175,6 +198,14 @@ type Key struct {
 	Name   string
 	Prefix string // display prefix, e.g. "tg_live_Ab3x"
 	Hash   []byte
+	// HashScheme is how Hash was computed; the zero value is HashHMAC.
+	// Only imported keys are HashSHA256.
+	HashScheme HashScheme
+	// NoChecksum marks an imported key that does not carry tollgate's
+	// checksum (another API's key, or one of an earlier key_prefix): it
+	// cannot be refused offline, so authentication looks up strings that
+	// fail KeyFormat.Check while the deployment holds such keys.
+	NoChecksum bool
 	// Models restricts the key to these model ids; empty means every model
 	// the org is granted.
 	Models []string
@@ -184,6 +215,24 @@ type Key struct {
 	ExpiresAt time.Time // zero: never
 	RevokedAt time.Time // zero: not revoked
 	CreatedAt time.Time
+}
+
+// Scheme returns k's hash scheme, HashHMAC for the zero value.
+func (k *Key) Scheme() HashScheme {
+	if k.HashScheme == "" {
+		return HashHMAC
+	}
+	return k.HashScheme
+}
+
+// ImportedKeys counts the keys, active at a given time, that authentication
+// cannot resolve with one HMAC lookup after the offline check: while both
+// are 0 it never does more.
+type ImportedKeys struct {
+	// NoChecksum counts keys without tollgate's checksum.
+	NoChecksum int
+	// SHA256 counts keys stored as HashSHA256.
+	SHA256 int
 }
 
 // Active reports whether k may authenticate at now.

@@ -2,6 +2,7 @@ package tollgate_test
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,24 @@ func BenchmarkKeyVerify(b *testing.B) {
 		if !h.Equal(got[:], want) {
 			b.Fatal("verify failed")
 		}
+	}
+}
+
+func TestKeyScheme(t *testing.T) {
+	if got := (&tollgate.Key{}).Scheme(); got != tollgate.HashHMAC {
+		t.Errorf("zero Scheme() = %q, want %q", got, tollgate.HashHMAC)
+	}
+	if got := (&tollgate.Key{HashScheme: tollgate.HashSHA256}).Scheme(); got != tollgate.HashSHA256 {
+		t.Errorf("Scheme() = %q", got)
+	}
+	for s, want := range map[tollgate.HashScheme]bool{"hmac-sha256": true, "sha256": true, "": false, "md5": false} {
+		if tollgate.ValidHashScheme(s) != want {
+			t.Errorf("ValidHashScheme(%q) = %v", s, !want)
+		}
+	}
+	// SHA256Key is the plain SHA-256 of the key (`printf %s KEY | sha256sum`).
+	const want = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+	if got := fmt.Sprintf("%x", tollgate.SHA256Key("hello")); got != want {
+		t.Errorf("SHA256Key(hello) = %s, want %s", got, want)
 	}
 }

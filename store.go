@@ -50,8 +50,18 @@ type Store interface {
 	// to oldExpiresAt (if earlier than its own) and frees its name.
 	RotateKey(ctx context.Context, oldID string, next *Key, oldExpiresAt time.Time) error
 
-	// Access resolves everything the request path needs for a key hash:
-	// invalid_credential when unknown.
+	// ImportKeys stores keys in one transaction, all or none: conflict
+	// when a hash or ID exists or repeats among them, or an active name of
+	// an org is taken; not_found when an org is unknown. Like CreateKey it
+	// fills in empty IDs and zero CreatedAt on the values passed.
+	ImportKeys(ctx context.Context, keys []*Key) error
+	// CountImportedKeys counts the keys active at now (neither revoked nor
+	// expired by then) that have NoChecksum or a HashSHA256 hash.
+	CountImportedKeys(ctx context.Context, now time.Time) (ImportedKeys, error)
+
+	// Access resolves everything the request path needs for a key hash,
+	// of any scheme (the caller checks Key.Scheme): invalid_credential
+	// when unknown.
 	Access(ctx context.Context, hash []byte) (*Access, error)
 
 	Ledger

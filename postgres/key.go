@@ -46,11 +46,16 @@ func (s *Store) insertKey(ctx context.Context, q execer, key *tollgate.Key) erro
 			return err
 		}
 	}
-	_, err := q.Exec(ctx, `
-		INSERT INTO keys (id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	scheme, err := encodeScheme(key.HashScheme)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `
+		INSERT INTO keys (id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at,
+			hash_scheme, no_checksum)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		key.ID, key.OrgID, key.Name, key.Prefix, key.Hash, stringList(key.Models), key.RPM,
-		stringList(key.Scopes), times[0], times[1], times[2])
+		stringList(key.Scopes), times[0], times[1], times[2], scheme, key.NoChecksum)
 	switch {
 	case isUnique(err):
 		if pgError(err).ConstraintName == activeNameIndex {
@@ -63,16 +68,30 @@ func (s *Store) insertKey(ctx context.Context, q execer, key *tollgate.Key) erro
 	return err
 }
 
-const keyColumns = `id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at`
+const keyColumns = `id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at,
+	hash_scheme, no_checksum`
+
+// encodeScheme stores HashHMAC as ” (the column's default, what every
+// key before imports holds), so a Key's zero HashScheme round-trips.
+func encodeScheme(s tollgate.HashScheme) (string, error) {
+	switch s {
+	case "", tollgate.HashHMAC:
+		return "", nil
+	case tollgate.HashSHA256:
+		return string(s), nil
+	}
+	return "", fmt.Errorf("unknown hash scheme %q", s)
+}
 
 // keyFields are the Scan destinations of keyColumns that need decoding.
 type keyFields struct {
 	expires, revoked, created *int64
+	scheme                    string
 }
 
 func (f *keyFields) dest(k *tollgate.Key) []any {
 	return []any{&k.ID, &k.OrgID, &k.Name, &k.Prefix, &k.Hash, &k.Models, &k.RPM, &k.Scopes,
-		&f.expires, &f.revoked, &f.created}
+		&f.expires, &f.revoked, &f.created, &f.scheme, &k.NoChecksum}
 }
 
 func (f *keyFields) finish(k *tollgate.Key) *tollgate.Key {
@@ -81,6 +100,7 @@ func (f *keyFields) finish(k *tollgate.Key) *tollgate.Key {
 	k.ExpiresAt = decodeTime(f.expires)
 	k.RevokedAt = decodeTime(f.revoked)
 	k.CreatedAt = decodeTime(f.created)
+	k.HashScheme = tollgate.HashScheme(f.scheme)
 	return k
 }
 
@@ -210,11 +230,41 @@ func (s *Store) RotateKey(ctx context.Context, oldID string, next *tollgate.Key,
 	return wrap("rotate key", err)
 }
 
+// ImportKeys stores keys in one transaction: all or none.
+func (s *Store) ImportKeys(ctx context.Context, keys []*tollgate.Key) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		for _, k := range keys {
+			if err := s.insertKey(ctx, tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("import keys", err)
+}
+
+// CountImportedKeys counts the keys active at now that have no checksum or
+// a SHA-256 hash (through the keys_imported index, which holds only them).
+func (s *Store) CountImportedKeys(ctx context.Context, now time.Time) (tollgate.ImportedKeys, error) {
+	var n tollgate.ImportedKeys
+	at := nanos(now)
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE no_checksum), count(*) FILTER (WHERE hash_scheme = 'sha256')
+		FROM keys
+		WHERE (no_checksum OR hash_scheme <> '')
+			AND (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1)`,
+		at).Scan(&n.NoChecksum, &n.SHA256)
+	if err != nil {
+		return tollgate.ImportedKeys{}, wrap("count imported keys", err)
+	}
+	return n, nil
+}
+
 // accessQuery reads a key, its org and plan, and the org's grants and
 // overrides, in one statement (one snapshot, one round trip).
 const accessQuery = `
 	SELECT k.id, k.org_id, k.name, k.prefix, k.hash, k.models, k.rpm, k.scopes,
-		k.expires_at, k.revoked_at, k.created_at,
+		k.expires_at, k.revoked_at, k.created_at, k.hash_scheme, k.no_checksum,
 		o.id, o.name, o.plan_id, o.created_at,
 		o.billing_active, o.monthly_credit_limit, o.monthly_limits,
 		p.id, p.rpm, p.concurrency, p.model_concurrency, p.features,

@@ -50,11 +50,16 @@ func insertKey(ctx context.Context, s *Store, q interface {
 			return err
 		}
 	}
+	scheme, err := encodeScheme(key.HashScheme)
+	if err != nil {
+		return err
+	}
 	_, err = q.ExecContext(ctx, `
-		INSERT INTO keys (id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		INSERT INTO keys (id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at,
+			hash_scheme, no_checksum)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		key.ID, key.OrgID, key.Name, key.Prefix, key.Hash, models, key.RPM, scopes,
-		times[0], times[1], times[2])
+		times[0], times[1], times[2], scheme, key.NoChecksum)
 	switch {
 	case isUnique(err):
 		// The constraint is named in the message: "UNIQUE constraint
@@ -69,17 +74,30 @@ func insertKey(ctx context.Context, s *Store, q interface {
 	return err
 }
 
-const keyColumns = `id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at`
+const keyColumns = `id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at,
+	hash_scheme, no_checksum`
 
 func scanKey(row interface{ Scan(...any) error }) (*tollgate.Key, error) {
 	var k tollgate.Key
 	var models, scopes string
 	var expires, revoked, created sql.NullInt64
 	if err := row.Scan(&k.ID, &k.OrgID, &k.Name, &k.Prefix, &k.Hash, &models, &k.RPM, &scopes,
-		&expires, &revoked, &created); err != nil {
+		&expires, &revoked, &created, &k.HashScheme, &k.NoChecksum); err != nil {
 		return nil, err
 	}
 	return decodeKey(&k, models, scopes, expires, revoked, created)
+}
+
+// encodeScheme stores HashHMAC as '' (the column's default, what every
+// key before imports holds), so a Key's zero HashScheme round-trips.
+func encodeScheme(s tollgate.HashScheme) (string, error) {
+	switch s {
+	case "", tollgate.HashHMAC:
+		return "", nil
+	case tollgate.HashSHA256:
+		return string(s), nil
+	}
+	return "", fmt.Errorf("unknown hash scheme %q", s)
 }
 
 func decodeKey(k *tollgate.Key, models, scopes string, expires, revoked, created sql.NullInt64) (*tollgate.Key, error) {
@@ -223,11 +241,41 @@ func (s *Store) RotateKey(ctx context.Context, oldID string, next *tollgate.Key,
 	return wrap("rotate key", err)
 }
 
+// ImportKeys stores keys in one transaction: all or none.
+func (s *Store) ImportKeys(ctx context.Context, keys []*tollgate.Key) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if err := insertKey(ctx, s, tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("import keys", err)
+}
+
+// CountImportedKeys counts the keys active at now that have no checksum or
+// a SHA-256 hash (through the keys_imported index, which holds only them).
+func (s *Store) CountImportedKeys(ctx context.Context, now time.Time) (tollgate.ImportedKeys, error) {
+	var n tollgate.ImportedKeys
+	at := nanos(now)
+	err := s.read.QueryRowContext(ctx, `
+		SELECT coalesce(sum(no_checksum), 0), coalesce(sum(hash_scheme = 'sha256'), 0)
+		FROM keys
+		WHERE (no_checksum = 1 OR hash_scheme <> '')
+			AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)`,
+		at, at).Scan(&n.NoChecksum, &n.SHA256)
+	if err != nil {
+		return tollgate.ImportedKeys{}, wrap("count imported keys", err)
+	}
+	return n, nil
+}
+
 // accessQuery reads a key, its org and plan, and the org's grants and
 // overrides as JSON, in one statement (one snapshot, one round trip).
 const accessQuery = `
 	SELECT k.id, k.org_id, k.name, k.prefix, k.hash, k.models, k.rpm, k.scopes,
-		k.expires_at, k.revoked_at, k.created_at,
+		k.expires_at, k.revoked_at, k.created_at, k.hash_scheme, k.no_checksum,
 		o.id, o.name, o.plan_id, o.created_at,
 		o.billing_active, o.monthly_credit_limit, o.monthly_limits,
 		p.id, p.rpm, p.concurrency, p.model_concurrency, p.features,
@@ -256,7 +304,7 @@ func (s *Store) Access(ctx context.Context, hash []byte) (*tollgate.Access, erro
 	)
 	err := s.access.QueryRowContext(ctx, hash).Scan(
 		&k.ID, &k.OrgID, &k.Name, &k.Prefix, &k.Hash, &models, &k.RPM, &scopes,
-		&expires, &revoked, &created,
+		&expires, &revoked, &created, &k.HashScheme, &k.NoChecksum,
 		&o.ID, &o.Name, &o.PlanID, &orgCreated,
 		&o.Billing.Active, &o.Billing.MonthlyCreditLimit, &orgLimits,
 		&p.ID, &p.RPM, &p.Concurrency, &mc, &features,

@@ -29,7 +29,12 @@ import (
 //   - RotateKey of a revoked or already rotated key is a conflict, and a
 //     failed rotation changes nothing;
 //   - Grants, ConcurrencyOverrides and Keys answer not_found for an unknown
-//     org; Orgs and Plans list by ID.
+//     org; Orgs and Plans list by ID;
+//   - a key's HashScheme and NoChecksum round-trip (HashHMAC spelled out
+//     reads back as the zero value); ImportKeys is all or none, with
+//     CreateKey's conflicts, also between the keys of one batch;
+//   - CountImportedKeys counts keys that are neither revoked nor expired at
+//     its time (a rotated-out key until its overlap ends).
 //
 // The ledger's contract:
 //   - Commit skips, without an error, an event whose request id is stored
@@ -67,6 +72,8 @@ func Run(t *testing.T, open func(t *testing.T) tollgate.Store) {
 		{"Access", testAccess},
 		{"Times", testTimes},
 		{"ConcurrentCreateKey", testConcurrentCreateKey},
+		{"ImportKeys", testImportKeys},
+		{"CountImportedKeys", testCountImportedKeys},
 		{"OrgBilling", testOrgBilling},
 		{"CommitIdempotent", testCommitIdempotent},
 		{"CommitInvalid", testCommitInvalid},
