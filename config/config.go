@@ -115,7 +115,8 @@ type ModelConfig struct {
 	// Routes lists several; set one of the two.
 	Route  string   `yaml:"route,omitempty" koanf:"route"`
 	Routes []string `yaml:"routes,omitempty" koanf:"routes"`
-	// Upstream is the model server's absolute http(s) base URL.
+	// Upstream is the model server's absolute http(s) base URL (ws:// or
+	// wss:// for a stream).
 	Upstream string `yaml:"upstream" koanf:"upstream"`
 	// UpstreamPath replaces the request path upstream; optional.
 	UpstreamPath string `yaml:"upstream_path,omitempty" koanf:"upstream_path"`
@@ -132,8 +133,11 @@ type ModelConfig struct {
 	UpstreamErrorCode string `yaml:"upstream_error_code,omitempty" koanf:"upstream_error_code"`
 	// Input holds the model's input rules (optional).
 	Input *InputConfig `yaml:"input,omitempty" koanf:"input"`
-	// Meter says how usage is counted and priced (default: requests, free).
+	// Meter says how usage is counted and priced (default: requests, free;
+	// a stream's: audio_seconds, free).
 	Meter *MeterConfig `yaml:"meter,omitempty" koanf:"meter"`
+	// Stream makes the model a WebSocket stream (optional).
+	Stream *StreamConfig `yaml:"stream,omitempty" koanf:"stream"`
 }
 
 // patterns returns the model's routes, Route first.

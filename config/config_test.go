@@ -79,6 +79,17 @@ func TestLoadExample(t *testing.T) {
 				},
 			},
 			{
+				ID:           "stt-stream",
+				Feature:      "stt",
+				Route:        "GET /v1/stream/speech-to-text",
+				Upstream:     "ws://127.0.0.1:9103",
+				UpstreamPath: "/v1/stream",
+				Timeout:      10 * time.Second,
+				Meter:        &MeterConfig{Unit: "audio_seconds", Price: 0.0001},
+				Stream: &StreamConfig{Formats: []string{"s16le", "f32le"}, SampleRates: []int{8000, 16000, 48000},
+					Channels: []int{1, 2}, MaxFrameBytes: 65536, ChunkSeconds: 30, IdleTimeout: 30 * time.Second, PingInterval: 15 * time.Second},
+			},
+			{
 				ID:       "echo-text-backup",
 				Feature:  "text",
 				Routes:   []string{"POST /v1/text-backup", "POST /v1/text-backup/{variant}"},

@@ -11,13 +11,17 @@ import (
 )
 
 // covered reports whether field is at or under a location that failed to
-// decode.
+// decode, or is a block holding one (a block with a bad value in it is
+// left out whole, so whatever is said of its absence is wrong too).
 func covered(field string, decodeErrs []*fieldError) bool {
+	under := func(a, b string) bool {
+		return a == b || strings.HasPrefix(a, b+".") || strings.HasPrefix(a, b+"[")
+	}
 	for _, d := range decodeErrs {
 		if d.Field == "" {
 			continue
 		}
-		if field == d.Field || strings.HasPrefix(field, d.Field+".") || strings.HasPrefix(field, d.Field+"[") {
+		if under(field, d.Field) || under(d.Field, field) {
 			return true
 		}
 	}

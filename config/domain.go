@@ -33,7 +33,8 @@ func (c *Config) DomainModels() []*tollgate.Model {
 				Statuses:          codes(m.ErrorStatuses),
 				UpstreamErrorCode: code,
 				Input:             domainInput(m.Input),
-				Meter:             domainMeter(m.Meter),
+				Meter:             domainMeter(m.Meter, m.Stream != nil),
+				Stream:            domainStream(m.Stream),
 			})
 		}
 	}
@@ -65,9 +66,15 @@ func (c *Config) Profile() tollgate.Profile {
 	return tollgate.Profile{Name: c.ErrorProfile, Statuses: codes(c.ErrorStatuses)}
 }
 
-func domainMeter(m *MeterConfig) tollgate.Meter {
-	if m == nil {
-		return tollgate.Meter{}
+// domainMeter converts a valid meter; a stream always meters
+// audio_seconds.
+func domainMeter(m *MeterConfig, stream bool) tollgate.Meter {
+	var out tollgate.Meter
+	if m != nil {
+		out = tollgate.Meter{Unit: tollgate.Unit(m.Unit), Price: m.Price, TrustUpstream: m.TrustUpstream}
 	}
-	return tollgate.Meter{Unit: tollgate.Unit(m.Unit), Price: m.Price, TrustUpstream: m.TrustUpstream}
+	if stream {
+		out.Unit = tollgate.UnitAudioSeconds
+	}
+	return out
 }

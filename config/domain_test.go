@@ -44,6 +44,13 @@ func TestDomain(t *testing.T) {
 				Formats: []string{"ogg/opus", "webm/opus"}, MinSeconds: 0.5, MaxSeconds: 3600}},
 		},
 		{
+			ID: "stt-stream", Feature: "stt", Method: "GET", Path: "/v1/stream/speech-to-text",
+			Upstream: "ws://127.0.0.1:9103", UpstreamPath: "/v1/stream", Timeout: 10 * time.Second, UpstreamErrorCode: tollgate.CodeUpstreamError,
+			Meter: tollgate.Meter{Unit: tollgate.UnitAudioSeconds, Price: 0.0001},
+			Stream: &tollgate.Stream{Formats: []string{"s16le", "f32le"}, SampleRates: []int{8000, 16000, 48000},
+				Channels: []int{1, 2}, MaxFrameBytes: 65536, ChunkSeconds: 30, IdleTimeout: 30 * time.Second, PingInterval: 15 * time.Second},
+		},
+		{
 			ID: "echo-text-backup", Feature: "text", Method: "POST", Path: "/v1/text-backup",
 			Upstream: "http://127.0.0.1:9101", Timeout: 60 * time.Second, UpstreamErrorCode: tollgate.CodeUpstreamError,
 		},

@@ -128,7 +128,13 @@ func (p *problems) model(i int, m *ModelConfig, ids map[string]int) []route {
 		}
 	}
 
-	if err := checkUpstream(m.Upstream); err != nil {
+	if m.Stream != nil {
+		p.stream(at, m)
+	} else if u, err := parseURL(m.Upstream); err == nil && (u.Scheme == "ws" || u.Scheme == "wss") {
+		// Located at stream, so that a stream block that failed to
+		// decode does not also report this.
+		p.addf(at("stream"), "required with a ws:// or wss:// upstream")
+	} else if err := checkUpstream(m.Upstream); err != nil {
 		p.add(at("upstream"), err)
 	}
 	if m.UpstreamPath != "" && !strings.HasPrefix(m.UpstreamPath, "/") {
@@ -152,7 +158,7 @@ func (p *problems) model(i int, m *ModelConfig, ids map[string]int) []route {
 	p.profile(at("error_profile"), m.ErrorProfile, true)
 	p.statuses(at("error_statuses"), m.ErrorStatuses)
 	p.input(at, m.Input)
-	if mt := m.Meter; mt != nil {
+	if mt := m.Meter; mt != nil && m.Stream == nil {
 		if mt.Unit != "" && !tollgate.ValidUnit(tollgate.Unit(mt.Unit)) {
 			p.addf(at("meter.unit"), "%q: want requests, audio_seconds or characters", mt.Unit)
 		}
