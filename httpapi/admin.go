@@ -46,6 +46,7 @@ func (s *Server) registerAdmin(mux *http.ServeMux) error {
 	h("GET /admin/keys/{id}", s.getKey)
 	h("POST /admin/keys/{id}/revoke", s.revokeKey)
 	h("POST /admin/keys/{id}/rotate", s.rotateKey)
+	h("POST /admin/orgs/{id}/keys/import", s.importKeys)
 	h("GET /admin/models", s.listModels)
 	h("PUT /admin/orgs/{id}/billing", s.setBilling)
 	h("GET /admin/orgs/{id}/usage", s.orgUsage)

@@ -26,6 +26,10 @@ type keyJSON struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	Active     bool       `json:"active"`
 	ReplacedBy string     `json:"replaced_by,omitempty"`
+	// HashScheme and Checksum tell imported keys from tollgate's own
+	// (hmac-sha256, true).
+	HashScheme tollgate.HashScheme `json:"hash_scheme"`
+	Checksum   bool                `json:"checksum"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -46,7 +50,7 @@ func (s *Server) toKeyJSON(k *tollgate.Key) keyJSON {
 	}
 	return keyJSON{ID: k.ID, Prefix: k.Prefix, Name: k.Name, Org: k.OrgID, Models: models, RPM: k.RPM,
 		Scopes: scopes, ExpiresAt: optTime(k.ExpiresAt), RevokedAt: optTime(k.RevokedAt),
-		CreatedAt: k.CreatedAt.UTC(), Active: k.Active(s.now())}
+		CreatedAt: k.CreatedAt.UTC(), Active: k.Active(s.now()), HashScheme: k.Scheme(), Checksum: !k.NoChecksum}
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -113,42 +117,7 @@ func (s *Server) CreateKey(ctx context.Context, orgID string, in KeyRequest) (*t
 	}
 	now := s.now().UTC()
 	var fe fieldErrors
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 200 {
-		fe.add("name", "is required (at most 200 characters)")
-	}
-	for _, m := range in.Models {
-		if _, ok := s.models[m]; !ok {
-			fe.add("models", fmt.Sprintf("unknown model %q", m))
-		}
-	}
-	if in.RPM < 0 {
-		fe.add("rpm", "must be >= 0 (0 = the plan's limit)")
-	} else if in.RPM > plan.RPM {
-		fe.add("rpm", fmt.Sprintf("%d is above the plan's limit of %d requests per minute", in.RPM, plan.RPM))
-	}
-	var expires time.Time
-	switch {
-	case in.ExpiresAt != nil && in.ExpiresIn != "":
-		fe.add("expires_in", "give expires_at or expires_in, not both")
-	case in.ExpiresAt != nil:
-		expires = in.ExpiresAt.UTC()
-	case in.ExpiresIn != "":
-		d, err := time.ParseDuration(in.ExpiresIn)
-		if err != nil || d <= 0 {
-			fe.add("expires_in", "must be a positive duration such as 720h")
-		} else {
-			expires = now.Add(d)
-		}
-	}
-	if !expires.IsZero() && !expires.After(now) {
-		fe.add("expires_at", "must be in the future")
-	}
-	for _, sc := range in.Scopes {
-		if !idPattern.MatchString(sc) {
-			fe.add("scopes", fmt.Sprintf("invalid scope %q", sc))
-		}
-	}
+	expires := s.checkKeySettings(&in, plan, now, "", &fe)
 	if err := fe.err(); err != nil {
 		return nil, "", err
 	}
@@ -165,6 +134,49 @@ func (s *Server) CreateKey(ctx context.Context, orgID string, in KeyRequest) (*t
 		return nil, "", err
 	}
 	return k, secret, nil
+}
+
+// checkKeySettings validates a key's settings against plan and the models,
+// adding problems to fe with at (a field name prefix such as "keys[2].");
+// it trims in.Name and returns the expiry (zero: never).
+func (s *Server) checkKeySettings(in *KeyRequest, plan *tollgate.Plan, now time.Time, at string, fe *fieldErrors) time.Time {
+	in.Name = strings.TrimSpace(in.Name)
+	if in.Name == "" || len(in.Name) > 200 {
+		fe.add(at+"name", "is required (at most 200 characters)")
+	}
+	for _, m := range in.Models {
+		if _, ok := s.models[m]; !ok {
+			fe.add(at+"models", fmt.Sprintf("unknown model %q", m))
+		}
+	}
+	if in.RPM < 0 {
+		fe.add(at+"rpm", "must be >= 0 (0 = the plan's limit)")
+	} else if in.RPM > plan.RPM {
+		fe.add(at+"rpm", fmt.Sprintf("%d is above the plan's limit of %d requests per minute", in.RPM, plan.RPM))
+	}
+	var expires time.Time
+	switch {
+	case in.ExpiresAt != nil && in.ExpiresIn != "":
+		fe.add(at+"expires_in", "give expires_at or expires_in, not both")
+	case in.ExpiresAt != nil:
+		expires = in.ExpiresAt.UTC()
+	case in.ExpiresIn != "":
+		d, err := time.ParseDuration(in.ExpiresIn)
+		if err != nil || d <= 0 {
+			fe.add(at+"expires_in", "must be a positive duration such as 720h")
+		} else {
+			expires = now.Add(d)
+		}
+	}
+	if !expires.IsZero() && !expires.After(now) {
+		fe.add(at+"expires_at", "must be in the future")
+	}
+	for _, sc := range in.Scopes {
+		if !idPattern.MatchString(sc) {
+			fe.add(at+"scopes", fmt.Sprintf("invalid scope %q", sc))
+		}
+	}
+	return expires
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {

@@ -3,10 +3,12 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -30,16 +32,40 @@ func credential(r *http.Request) (string, error) {
 
 // authenticate checks the key's format and checksum offline, then resolves
 // it through the cache or the store, and refuses inactive keys.
+//
+// Imported keys (POST /admin/orgs/{id}/keys/import) add two lookups, each
+// only while the deployment holds keys that need it (CountImportedKeys,
+// read once per cache TTL), so a deployment without them keeps offline
+// refusal and one HMAC lookup per key and TTL:
+//   - a string that fails the offline check is looked up (if it could be a
+//     key at all: plausibleKey) while keys without tollgate's checksum
+//     exist, and accepted only as one of those;
+//   - a string unknown by its HMAC is looked up by its plain SHA-256 while
+//     keys imported as SHA-256 hashes exist.
+//
+// Either way the result is cached under the string's HMAC, and the stored
+// hash is compared in constant time with the presented key's hash in the
+// key's own scheme.
 func (s *Server) authenticate(ctx context.Context, key string) (*tollgate.Access, error) {
-	if err := s.Keys.Check(key); err != nil {
-		return nil, tollgate.NewError(tollgate.CodeInvalidCredential)
+	now := s.now()
+	checked := s.Keys.Check(key) == nil
+	if !checked {
+		if !plausibleKey(key) {
+			return nil, tollgate.NewError(tollgate.CodeInvalidCredential)
+		}
+		n, err := s.cache.importedKeys(ctx, s.Store, now)
+		if err != nil {
+			return nil, err
+		}
+		if n.NoChecksum == 0 {
+			return nil, tollgate.NewError(tollgate.CodeInvalidCredential)
+		}
 	}
 	var hash [tollgate.KeyHashSize]byte
 	s.Hasher.HashTo(&hash, key)
-	now := s.now()
 	access, err := s.cache.get(hash[:], now)
 	if err == nil && access == nil {
-		access, err = s.Store.Access(ctx, hash[:])
+		access, err = s.resolve(ctx, key, hash[:], now)
 		if err != nil && tollgate.ErrorCode(err) != tollgate.CodeInvalidCredential {
 			return nil, err // store trouble is not cached
 		}
@@ -48,17 +74,100 @@ func (s *Server) authenticate(ctx context.Context, key string) (*tollgate.Access
 	if err != nil {
 		return nil, err
 	}
-	if !s.Hasher.Equal(access.Key.Hash, hash[:]) || !access.Key.Active(now) {
+	k := access.Key
+	if !s.hashMatches(k, key, hash[:]) || !k.Active(now) || (!checked && !k.NoChecksum) {
 		return nil, tollgate.NewError(tollgate.CodeInvalidCredential)
 	}
 	return access, nil
 }
 
+// resolve finds key in the store: by its HMAC, then, while SHA-256
+// imports exist, by its SHA-256.
+func (s *Server) resolve(ctx context.Context, key string, hash []byte, now time.Time) (*tollgate.Access, error) {
+	access, err := s.Store.Access(ctx, hash)
+	if tollgate.ErrorCode(err) != tollgate.CodeInvalidCredential {
+		return access, err
+	}
+	n, cerr := s.cache.importedKeys(ctx, s.Store, now)
+	if cerr != nil {
+		return nil, cerr
+	}
+	if n.SHA256 == 0 {
+		return nil, err
+	}
+	return s.Store.Access(ctx, tollgate.SHA256Key(key))
+}
+
+// hashMatches compares k's stored hash with key's hash in k's scheme, in
+// constant time; hmacHash is key's HMAC, already computed.
+func (s *Server) hashMatches(k *tollgate.Key, key string, hmacHash []byte) bool {
+	switch k.Scheme() {
+	case tollgate.HashHMAC:
+		return s.Hasher.Equal(k.Hash, hmacHash)
+	case tollgate.HashSHA256:
+		return subtle.ConstantTimeCompare(k.Hash, tollgate.SHA256Key(key)) == 1
+	}
+	return false
+}
+
+// The plaintext keys tollgate accepts for import, and so the strings worth
+// a store lookup when they fail the offline check: printable ASCII without
+// spaces (what a header carries once trimmed), MinImportedKeyLen to
+// MaxImportedKeyLen bytes.
+const (
+	MinImportedKeyLen = 16
+	MaxImportedKeyLen = 512
+)
+
+func plausibleKey(key string) bool {
+	if len(key) < MinImportedKeyLen || len(key) > MaxImportedKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // accessCache holds resolved keys (and unknown ones) for a short TTL, so
-// the store is read once per key per TTL, not once per request.
+// the store is read once per key per TTL, not once per request. It also
+// holds the count of imported keys, for as long.
 type accessCache struct {
 	ttl    time.Duration
 	shards [32]accessShard
+
+	imported    atomic.Pointer[importedEntry]
+	importedMu  sync.Mutex    // one store read at a time refreshes imported
+	importedGen atomic.Uint64 // bumped by clear: a read begun before is not kept
+}
+
+type importedEntry struct {
+	n       tollgate.ImportedKeys
+	expires time.Time
+}
+
+// importedKeys returns the count of active imported keys, read from store
+// at most once per TTL (and again after clear).
+func (c *accessCache) importedKeys(ctx context.Context, store tollgate.Store, now time.Time) (tollgate.ImportedKeys, error) {
+	if e := c.imported.Load(); e != nil && now.Before(e.expires) {
+		return e.n, nil
+	}
+	c.importedMu.Lock()
+	defer c.importedMu.Unlock()
+	if e := c.imported.Load(); e != nil && now.Before(e.expires) {
+		return e.n, nil
+	}
+	gen := c.importedGen.Load()
+	n, err := store.CountImportedKeys(ctx, now)
+	if err != nil {
+		return tollgate.ImportedKeys{}, err
+	}
+	if c.importedGen.Load() == gen {
+		c.imported.Store(&importedEntry{n: n, expires: now.Add(c.ttl)})
+	}
+	return n, nil
 }
 
 type accessShard struct {
@@ -113,6 +222,8 @@ func (c *accessCache) put(hash string, a *tollgate.Access, err error, now time.T
 // clear forgets every entry: admin changes (revoke, grants, plans) apply to
 // the next request.
 func (c *accessCache) clear() {
+	c.importedGen.Add(1)
+	c.imported.Store(nil)
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
