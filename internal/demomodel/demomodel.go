@@ -11,6 +11,7 @@
 //	POST /v1/slow?ms=N        waits N ms (default 5000) or until the request ends
 //	POST /v1/fail?status=N    answers 500 (or N) with an internal-looking body
 //	GET  /v1/hello, POST /v1/echo   a fixed 179-byte JSON answer
+//	GET  /v1/stream           WebSocket: raw PCM chunks in, one JSON answer per chunk (stream.go)
 package demomodel
 
 import (
@@ -56,6 +57,8 @@ type Handler struct {
 	maxInFlight atomic.Int64
 	requests    atomic.Int64
 	lastHeaders atomic.Pointer[http.Header]
+	streams     atomic.Int64
+	streamBytes atomic.Int64
 }
 
 // New returns the demo model's handler.
@@ -67,8 +70,15 @@ func New() *Handler {
 	h.mux.HandleFunc("POST /v1/fail", fail)
 	h.mux.HandleFunc("GET /v1/hello", hello)
 	h.mux.HandleFunc("POST /v1/echo", hello)
+	h.mux.HandleFunc("GET /v1/stream", h.stream)
 	return h
 }
+
+// Streams returns the number of streams accepted.
+func (h *Handler) Streams() int64 { return h.streams.Load() }
+
+// StreamBytes returns the audio bytes received by every stream.
+func (h *Handler) StreamBytes() int64 { return h.streamBytes.Load() }
 
 // ServeHTTP counts the request and serves it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
