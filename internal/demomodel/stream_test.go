@@ -2,9 +2,9 @@ package demomodel
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http/httptest"
 	"strings"
