@@ -231,6 +231,11 @@ func (ir *inputRules) validateAudio(r *http.Request, body *capReader) (facts tol
 	if _, derr := io.Copy(io.Discard, tee); derr != nil {
 		return facts, nop, readErr(derr)
 	}
+	if errors.Is(err, audio.ErrEmpty) {
+		// An empty file holds no samples, like a stripped one: seed 000
+		// answers both audio_too_short (and 002's 400 is a remap).
+		err = noSamples(a, 0)
+	}
 	if err != nil {
 		return facts, nop, readErr(err)
 	}
@@ -348,13 +353,13 @@ func checkAudio(a *tollgate.AudioInput, info audio.Info) error {
 			Details: map[string]any{"format": string(info.Format), "codec": info.Codec, "accepted": a.Formats}}
 	}
 	secs := info.Seconds()
-	if !info.HasSamples || secs < a.Min() || secs == 0 {
-		msg := fmt.Sprintf("The audio is %.2f s long; the minimum is %g s.", secs, a.Min())
-		if !info.HasSamples {
-			msg = "The file holds no audio samples (empty, metadata only, or the audio track was stripped)."
-		}
-		return &tollgate.Error{Code: tollgate.CodeAudioTooShort, Message: msg,
-			Details: map[string]any{"duration_seconds": round3(secs), "min_seconds": a.Min(), "has_samples": info.HasSamples}}
+	if !info.HasSamples {
+		return noSamples(a, secs)
+	}
+	if secs < a.Min() || secs == 0 {
+		return &tollgate.Error{Code: tollgate.CodeAudioTooShort,
+			Message: fmt.Sprintf("The audio is %.2f s long; the minimum is %g s.", secs, a.Min()),
+			Details: map[string]any{"duration_seconds": round3(secs), "min_seconds": a.Min(), "has_samples": true}}
 	}
 	if a.MaxSeconds > 0 && secs > a.MaxSeconds {
 		return &tollgate.Error{Code: tollgate.CodeValidationError,
@@ -362,6 +367,14 @@ func checkAudio(a *tollgate.AudioInput, info audio.Info) error {
 			Details: map[string]any{"duration_seconds": round3(secs), "max_seconds": a.MaxSeconds}}
 	}
 	return nil
+}
+
+// noSamples refuses a file without audio samples (empty, metadata only, a
+// stripped track), whatever duration its header claims (secs).
+func noSamples(a *tollgate.AudioInput, secs float64) error {
+	return &tollgate.Error{Code: tollgate.CodeAudioTooShort,
+		Message: "The file holds no audio samples (empty, metadata only, or the audio track was stripped).",
+		Details: map[string]any{"duration_seconds": round3(secs), "min_seconds": a.Min(), "has_samples": false}}
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
