@@ -80,6 +80,10 @@ type Server struct {
 	cache    *accessCache
 	models   map[string]*tollgate.Model
 	draining atomic.Bool
+
+	// The WebSocket streams (stream*.go).
+	streams       streamSet
+	streamMetrics *streamMetrics
 }
 
 func (s *Server) now() time.Time {
@@ -99,6 +103,10 @@ func (s *Server) logger() *slog.Logger {
 // Close commits what the ledger has queued and stops the background
 // loops. Call it after the HTTP server has shut down.
 func (s *Server) Close() {
+	// Streams still open are closed (1001) and settled first: the ledger
+	// must take their usage.
+	s.streams.goAway()
+	s.streams.handlers.Wait()
 	if s.stop != nil {
 		s.stop()
 		s.stop = nil
@@ -147,6 +155,7 @@ func (s *Server) Handler() (http.Handler, error) {
 		s.LeaseTTL = 15 * time.Second
 	}
 	s.metrics = newMetrics()
+	s.streamMetrics = newStreamMetrics(s.metrics.registry)
 	s.counters = s.metrics.decisionCounters()
 	s.cache = newAccessCache(ttl)
 	s.held = newLeaseSet()
@@ -164,7 +173,11 @@ func (s *Server) Handler() (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := register(mux, m.Method+" "+m.Path, rt); err != nil {
+		var h http.Handler = rt
+		if m.Stream != nil {
+			h = s.newStreamRoute(rt)
+		}
+		if err := register(mux, m.Method+" "+m.Path, h); err != nil {
 			return nil, fmt.Errorf("httpapi: model %s: %w", m.ID, err)
 		}
 		shape := pathShape(m.Path)
@@ -208,8 +221,12 @@ func (s *Server) Handler() (http.Handler, error) {
 			s.writeError(w, r, s.Profile, tollgate.NewError(tollgate.CodeNotFound), id)
 			return
 		}
-		s.writeError(w, r, s.Profile, tollgate.Errorf(tollgate.CodeModelNotFound,
-			"No model is served at %s %s.", r.Method, r.URL.Path), id)
+		notFound := tollgate.Errorf(tollgate.CodeModelNotFound, "No model is served at %s %s.", r.Method, r.URL.Path)
+		if isWebSocket(r) {
+			s.refuseUpgrade(w, r, notFound, id) // 4004
+			return
+		}
+		s.writeError(w, r, s.Profile, notFound, id)
 	})
 	if s.HistoryRetention <= 0 {
 		s.HistoryRetention = 30 * 24 * time.Hour

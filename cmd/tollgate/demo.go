@@ -59,6 +59,7 @@ type Demo struct {
 	Admin  string
 	Sample string // path of the sample WAV file (2 s)
 	Short  string // path of a 0.2 s WAV file, refused as too short
+	PCM    string // path of the sample's raw PCM (16 kHz mono s16le), for the stream
 }
 
 // Demo model routes (public path → demo server path).
@@ -78,6 +79,10 @@ func (d *Demo) Open(ctx context.Context) error {
 	d.Admin = admin
 	d.Sample = filepath.Join(d.Dir, "sample.wav")
 	if err := os.WriteFile(d.Sample, sineWAV(16000, 2*time.Second, 440), 0o644); err != nil {
+		return err
+	}
+	d.PCM = filepath.Join(d.Dir, "sample.pcm")
+	if err := os.WriteFile(d.PCM, sineWAV(16000, 2*time.Second, 440)[44:], 0o644); err != nil {
 		return err
 	}
 	d.Short = filepath.Join(d.Dir, "short.wav")
@@ -116,9 +121,16 @@ models:
   - {id: slow, feature: text, route: POST /v1/slow, upstream: %[5]q, upstream_path: /v1/slow, timeout: 2s}
   - {id: failing, feature: text, route: POST /v1/fail, upstream: %[5]q, upstream_path: /v1/fail, timeout: 10s}
   - {id: flaky, feature: text, route: POST /v1/flaky, upstream: %[5]q, upstream_path: /v1/fail, timeout: 10s, fallbacks: [echo-text]}
+  - id: demo-stream
+    feature: stt
+    route: GET /v1/stream
+    upstream: %[7]q
+    upstream_path: /v1/stream
+    timeout: 10s
+    stream: {formats: [s16le, f32le], sample_rates: [8000, 16000, 48000], channels: [1, 2]}
 plans:
   - {id: %[6]s, rpm: 60, concurrency: 4, features: ["*"]}
-`, d.Listen, "sqlite://"+filepath.Join(d.Dir, "tollgate.db"), admin, secret, up, demoPlan)), nil)
+`, d.Listen, "sqlite://"+filepath.Join(d.Dir, "tollgate.db"), admin, secret, up, demoPlan, "ws"+strings.TrimPrefix(up, "http"))), nil)
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -190,9 +202,22 @@ Try it (each line works as printed):
   # admin CLI: list the demo org's keys
   TOLLGATE_SERVER=%s TOLLGATE_ADMIN_TOKEN=%s go run ./cmd/tollgate key list --org %s
 
+Stream audio over a WebSocket (raw PCM up in binary messages, one JSON answer
+per message down; see README "Streaming"):
+
+  %s
+  # with websocat: the sample's raw 16 kHz mono s16le PCM, 100 ms a message
+  websocat -b -B 3200 '%s' < %s
+
 Press Ctrl-C to stop.
 `, u, d.Models.URL, d.Dir, d.Admin, k,
-		u, k, u, k, shellPath(d.Sample), u, k, shellPath(d.Short), u, u, k, u, k, u, k, u, k, u, d.Admin, demoOrg)
+		u, k, u, k, shellPath(d.Sample), u, k, shellPath(d.Short), u, u, k, u, k, u, k, u, k, u, d.Admin, demoOrg,
+		d.StreamURL(), d.StreamURL(), shellPath(d.PCM))
+}
+
+// StreamURL is the demo stream's ws:// URL, declaration and key included.
+func (d *Demo) StreamURL() string {
+	return "ws" + strings.TrimPrefix(d.Main.URL(), "http") + "/v1/stream?audio_format=s16le&sample_rate=16000&num_channels=1&api_key=" + d.Key
 }
 
 // Run serves until ctx ends.

@@ -196,7 +196,8 @@ func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate
 }
 
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
-// finish within the shutdown grace, and closes everything.
+// and streams finish within the shutdown grace (streams left are closed
+// with 1001), and closes everything.
 func (m *Main) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
@@ -212,11 +213,19 @@ func (m *Main) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	m.Logger.Info("shutting down", "grace", grace)
+	// Shutdown does not wait for WebSocket streams (hijacked connections):
+	// they get the same grace, then are closed with 1001, settled first.
+	streams := make(chan struct{})
+	go func() {
+		defer close(streams)
+		m.API.CloseStreams(sctx)
+	}()
 	err := m.srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		m.Logger.Warn("shutdown grace elapsed; closing remaining connections")
 		m.srv.Close()
 	}
+	<-streams
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}

@@ -57,6 +57,7 @@ type Handler struct {
 	maxInFlight atomic.Int64
 	requests    atomic.Int64
 	lastHeaders atomic.Pointer[http.Header]
+	lastQuery   atomic.Pointer[string]
 	streams     atomic.Int64
 	streamBytes atomic.Int64
 }
@@ -72,6 +73,14 @@ func New() *Handler {
 	h.mux.HandleFunc("POST /v1/echo", hello)
 	h.mux.HandleFunc("GET /v1/stream", h.stream)
 	return h
+}
+
+// LastQuery returns the last request's raw query string.
+func (h *Handler) LastQuery() string {
+	if p := h.lastQuery.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Streams returns the number of streams accepted.
@@ -92,8 +101,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The request's own map: nothing writes to it once parsed.
-	hdr := r.Header
+	hdr, q := r.Header, r.URL.RawQuery
 	h.lastHeaders.Store(&hdr)
+	h.lastQuery.Store(&q)
 	h.mux.ServeHTTP(w, r)
 }
 
