@@ -274,7 +274,9 @@ func TestStreamCloseCodes(t *testing.T) {
 		{name: "three channels", path: "/v1/stream", query: "audio_format=s16le&sample_rate=16000&num_channels=3&api_key=" + key, code: 1003,
 			reason: "validation_error: num_channels 3 is not supported (want 1 or 2)"},
 		{name: "wav header", path: "/v1/stream", query: streamQuery + "&api_key=" + key,
-			send: func(c *websocket.Conn) { send(t, c, websocket.MessageBinary, sineWAV(16000, 100*time.Millisecond, 440)) },
+			send: func(c *websocket.Conn) {
+				send(t, c, websocket.MessageBinary, sineWAV(16000, 100*time.Millisecond, 440))
+			},
 			code: 4002, reason: "audio_format_mismatch: The data starts with a WAV header, not raw s16le PCM."},
 		{name: "nan f32", path: "/v1/stream", query: "audio_format=f32le&sample_rate=16000&num_channels=1&api_key=" + key,
 			send: func(c *websocket.Conn) { send(t, c, websocket.MessageBinary, nan) },
