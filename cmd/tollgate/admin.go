@@ -25,31 +25,7 @@ type adminClient struct {
 }
 
 func (c *adminClient) do(method, path string, body any) error {
-	if c.token == "" {
-		return fmt.Errorf("no admin token: pass --admin-token or set TOLLGATE_ADMIN_TOKEN")
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, strings.TrimRight(c.server, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", c.server, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	raw, err := c.call(method, path, body)
 	if err != nil {
 		return err
 	}
@@ -57,6 +33,41 @@ func (c *adminClient) do(method, path string, body any) error {
 	if json.Indent(&pretty, raw, "", "  ") != nil {
 		pretty.Reset()
 		pretty.Write(raw)
+	}
+	fmt.Fprintln(c.out, strings.TrimSpace(pretty.String()))
+	return nil
+}
+
+// call sends one admin request and returns the answer's body, or an error
+// made of the API's error (its message, status, code and details).
+func (c *adminClient) call(method, path string, body any) ([]byte, error) {
+	if c.token == "" {
+		return nil, fmt.Errorf("no admin token: pass --admin-token or set TOLLGATE_ADMIN_TOKEN")
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, strings.TrimRight(c.server, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API at %s: %w", c.server, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
@@ -67,14 +78,13 @@ func (c *adminClient) do(method, path string, body any) error {
 		if json.Unmarshal(raw, &e) == nil && e.Code != "" {
 			if len(e.Details) > 0 {
 				d, _ := json.Marshal(e.Details)
-				return fmt.Errorf("%s (%d %s) %s", e.Error, resp.StatusCode, e.Code, d)
+				return nil, fmt.Errorf("%s (%d %s) %s", e.Error, resp.StatusCode, e.Code, d)
 			}
-			return fmt.Errorf("%s (%d %s)", e.Error, resp.StatusCode, e.Code)
+			return nil, fmt.Errorf("%s (%d %s)", e.Error, resp.StatusCode, e.Code)
 		}
-		return fmt.Errorf("admin API answered %s: %s", resp.Status, bytes.TrimSpace(raw))
+		return nil, fmt.Errorf("admin API answered %s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
-	fmt.Fprintln(c.out, strings.TrimSpace(pretty.String()))
-	return nil
+	return raw, nil
 }
 
 func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
@@ -199,6 +209,7 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 		}}
 	keyRotate.Flags().StringVar(&overlap, "overlap", "24h", "how long the old key keeps working")
 	key.AddCommand(keyRotate)
+	key.AddCommand(newKeyImportCmd(c))
 
 	// billing and usage
 	var billActive bool
