@@ -40,6 +40,10 @@ import (
 // server.
 const exampleUpstream = "http://" + DemoModelAddr
 
+// exampleStreamUpstream is the same server's WebSocket address, the
+// upstream of the examples' streaming models.
+const exampleStreamUpstream = "ws://" + DemoModelAddr
+
 // waitsOnJobs is the skip reason of the asynchronous job scenarios.
 const waitsOnJobs = "waits on the jobs issue (not filed yet): asynchronous jobs are not built"
 
@@ -65,6 +69,7 @@ func startExample(t *testing.T, name string, edit func(c *config.Config)) *examp
 	}
 	up := newFaultyUpstream(t)
 	data = bytes.ReplaceAll(data, []byte(exampleUpstream), []byte(up.URL))
+	data = bytes.ReplaceAll(data, []byte(exampleStreamUpstream), []byte("ws"+strings.TrimPrefix(up.URL, "http")))
 	environ := []string{
 		"TOLLGATE_LISTEN=127.0.0.1:0",
 		"TOLLGATE_STORE=sqlite://" + filepath.Join(t.TempDir(), "tollgate.db"),

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/tollgate/tollgate/config"
 )
@@ -25,7 +28,7 @@ func TestConformanceVoicePlatform(t *testing.T) {
 		}
 		modelOf(t, c, "stt-batch-english-vfast").Timeout = vfastTimeout
 	})
-	all := []string{"stt-batch", "stt-batch-english-vfast", "deepfake-batch"}
+	all := []string{"stt-batch", "stt-batch-english-vfast", "deepfake-batch", "stt-streaming", "svd-streaming"}
 	_, key, _ := e.newOrg("acme", "standard", all, nil)
 	_, sttOnly, _ := e.newOrg("stt-only", "standard", []string{"stt-batch"}, nil)
 	detail := map[string]string{"detail": jsonString}
@@ -269,19 +272,89 @@ func TestConformanceVoicePlatform(t *testing.T) {
 		}
 	})
 
-	// Streaming (000 "WebSocket close code …").
-	for _, name := range []string{
-		"000 4001 STT streaming without or with an invalid api_key",
-		"000 4003 STT streaming with a model not enabled",
-		"000 4029 streaming over the monthly quota or the concurrency limit",
-		"000 1003 SVD streaming with a missing or invalid audio_format, sample_rate or num_channels",
-		"000 4002 SVD streaming audio that does not match the declared format",
-		"000 400 SVD streaming sent a container instead of raw PCM",
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Skip("waits on issue 6 (WebSocket streaming): no stream model is routed in the example yet")
-		})
+	// Streaming (000 "WebSocket close code …"): refusals accept the upgrade
+	// and close at once with the code, its catalog code as the reason.
+	pcm := pcm16(16000, 100*time.Millisecond)
+	const declared = "audio_format=s16le&sample_rate=16000&num_channels=1"
+	wantClose := func(t *testing.T, c *websocket.Conn, code websocket.StatusCode, reason string) {
+		t.Helper()
+		ce := closeOf(t, c)
+		if ce.Code != code || !strings.HasPrefix(ce.Reason, reason) {
+			t.Errorf("closed %d %q, want %d %q", ce.Code, ce.Reason, code, reason)
+		}
 	}
+	t.Run("000 streaming answers the model", func(t *testing.T) {
+		for _, path := range []string{"/stt/streaming", "/svd/streaming"} {
+			c, _ := dialWS(t, e.wsURL(path, declared+"&api_key="+key), nil)
+			send(t, c, websocket.MessageBinary, pcm)
+			if a := readAnswer(t, c); a.Bytes != len(pcm) {
+				t.Errorf("%s: the model answered %+v", path, a)
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+		}
+	})
+	t.Run("000 4001 STT streaming without or with an invalid api_key", func(t *testing.T) {
+		c, _ := dialWS(t, e.wsURL("/stt/streaming", declared), nil)
+		wantClose(t, c, 4001, "missing_credential")
+		c, _ = dialWS(t, e.wsURL("/stt/streaming", declared+"&api_key="+flipLast(key)), nil)
+		wantClose(t, c, 4001, "invalid_credential")
+	})
+	t.Run("000 4003 streaming with the model not enabled", func(t *testing.T) {
+		for _, path := range []string{"/stt/streaming", "/svd/streaming"} {
+			c, _ := dialWS(t, e.wsURL(path, declared+"&api_key="+sttOnly), nil)
+			wantClose(t, c, 4003, "no_model_access")
+		}
+	})
+	t.Run("000 4029 streaming with the monthly quota full", func(t *testing.T) {
+		_, k, _ := e.newOrg("stream-quota", "standard", all, nil)
+		e.admin("PUT", "/admin/orgs/stream-quota/billing", map[string]any{"monthly_limits": map[string]float64{"stt-streaming": 0.3}}, 200)
+		c, _ := dialWS(t, e.wsURL("/stt/streaming", declared+"&api_key="+k), nil)
+		go func() {
+			for c.Write(context.Background(), websocket.MessageBinary, pcm) == nil {
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		wantClose(t, c, 4029, "quota_exceeded") // cut mid-stream at 0.3 s
+		next, _ := dialWS(t, e.wsURL("/stt/streaming", declared+"&api_key="+k), nil)
+		wantClose(t, next, 4029, "quota_exceeded") // and refused at the handshake
+	})
+	t.Run("000 4029 streaming over the concurrency limit", func(t *testing.T) {
+		e.admin("PUT", "/admin/orgs/acme/concurrency/stt-streaming", map[string]any{"limit": 1}, 200)
+		defer e.admin("DELETE", "/admin/orgs/acme/concurrency/stt-streaming", nil, 200)
+		first, _ := dialWS(t, e.wsURL("/stt/streaming", declared+"&api_key="+key), nil)
+		send(t, first, websocket.MessageBinary, pcm)
+		readAnswer(t, first)
+		second, _ := dialWS(t, e.wsURL("/stt/streaming", declared+"&api_key="+key), nil)
+		wantClose(t, second, 4029, "concurrency_limit_exceeded")
+		first.Close(websocket.StatusNormalClosure, "")
+	})
+	t.Run("000 1003 SVD streaming with audio_format, sample_rate or num_channels missing, misspelled or unsupported", func(t *testing.T) {
+		for _, q := range []string{
+			"",
+			"sample_rate=16000&num_channels=1",
+			"audio_format=s16le&sample_rat=16000&num_channels=1",
+			"audio_format=mp3&sample_rate=16000&num_channels=1",
+			"audio_format=s16le&sample_rate=16k&num_channels=1",
+			"audio_format=s16le&sample_rate=16000&num_channels=3",
+		} {
+			c, _ := dialWS(t, e.wsURL("/svd/streaming", q+"&api_key="+key), nil)
+			wantClose(t, c, 1003, "validation_error")
+		}
+	})
+	t.Run("000 4002 SVD streaming audio that does not match the declared format", func(t *testing.T) {
+		for name, data := range map[string][]byte{
+			"not whole samples": make([]byte, 3201),
+			"a WAV file":        sineWAV(16000, 100*time.Millisecond, 440),
+			"an MP3 file":       audioFile(t, "mp3_cbr.mp3"),
+		} {
+			c, _ := dialWS(t, e.wsURL("/svd/streaming", declared+"&api_key="+key), nil)
+			send(t, c, websocket.MessageBinary, data)
+			ce := closeOf(t, c)
+			if ce.Code != 4002 || !strings.HasPrefix(ce.Reason, "audio_format_mismatch") {
+				t.Errorf("%s: closed %d %q, want 4002 audio_format_mismatch", name, ce.Code, ce.Reason)
+			}
+		}
+	})
 
 	// The Platform API (001).
 	for _, name := range []string{
