@@ -71,8 +71,9 @@ func (s *Store) insertKey(ctx context.Context, q execer, key *tollgate.Key) erro
 const keyColumns = `id, org_id, name, prefix, hash, models, rpm, scopes, expires_at, revoked_at, created_at,
 	hash_scheme, no_checksum`
 
-// encodeScheme stores HashHMAC as ” (the column's default, what every
-// key before imports holds), so a Key's zero HashScheme round-trips.
+// encodeScheme stores HashHMAC as the empty string (the column's default,
+// what every key before imports holds), so a Key's zero HashScheme
+// round-trips.
 func encodeScheme(s tollgate.HashScheme) (string, error) {
 	switch s {
 	case "", tollgate.HashHMAC:

@@ -88,8 +88,9 @@ func scanKey(row interface{ Scan(...any) error }) (*tollgate.Key, error) {
 	return decodeKey(&k, models, scopes, expires, revoked, created)
 }
 
-// encodeScheme stores HashHMAC as '' (the column's default, what every
-// key before imports holds), so a Key's zero HashScheme round-trips.
+// encodeScheme stores HashHMAC as the empty string (the column's default,
+// what every key before imports holds), so a Key's zero HashScheme
+// round-trips.
 func encodeScheme(s tollgate.HashScheme) (string, error) {
 	switch s {
 	case "", tollgate.HashHMAC:
