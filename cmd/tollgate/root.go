@@ -24,6 +24,7 @@ func newRootCmd(stdout, stderr io.Writer, environ []string) *cobra.Command {
 		newDemoCmd(stdout, stderr, environ),
 		newCheckConfigCmd(stdout, environ),
 		newBenchCmd(stdout, stderr, environ),
+		newBenchWSCmd(stdout, stderr),
 		newDemoModelCmd(stdout),
 	)
 	addAdminCmds(root, stdout, environ)
