@@ -30,6 +30,9 @@ type stream struct {
 	route  *streamRoute
 	s      *Server
 	id     string
+	// cred is the client's key, checked again at every ping: a key
+	// revoked or a grant removed ends the stream.
+	cred   string
 	access *tollgate.Access
 	params streamParams
 	facts  tollgate.Facts
@@ -337,8 +340,8 @@ func (st *stream) checkIdle(d time.Duration) {
 	st.idle.Reset(d - quiet)
 }
 
-// pingPeers pings the client and the upstream; a peer that does not
-// answer within d ends the stream.
+// pingPeers checks the key again, then pings the client and the
+// upstream; a peer that does not answer within d ends the stream.
 func (st *stream) pingPeers(d time.Duration) {
 	select {
 	case <-st.ending:
@@ -347,6 +350,10 @@ func (st *stream) pingPeers(d time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	if err := st.recheck(ctx); err != nil {
+		st.end(errorEnd(err))
+		return
+	}
 	upErr := make(chan error, 1)
 	go func() { upErr <- st.up.Ping(ctx) }()
 	clientErr := st.client.Ping(ctx)
@@ -360,6 +367,22 @@ func (st *stream) pingPeers(d time.Duration) {
 	default:
 		st.ping.Reset(d)
 	}
+}
+
+// recheck resolves the stream's key again (through the key cache, so a
+// revocation applies within its TTL, at once on the replica that made
+// it): a key no longer valid, or no longer granted the model, is the
+// stream's end. Store trouble is not: the stream goes on.
+func (st *stream) recheck(ctx context.Context) error {
+	access, err := st.s.authenticate(ctx, st.cred)
+	if err == nil {
+		err = access.Authorize(st.model())
+	}
+	switch tollgate.ErrorCode(err) {
+	case tollgate.CodeInvalidCredential, tollgate.CodeNoModelAccess, tollgate.CodeFeatureNotEnabled:
+		return err
+	}
+	return nil
 }
 
 // fenceWait bounds how long finish waits for a frame being written

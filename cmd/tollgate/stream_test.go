@@ -476,6 +476,23 @@ func TestStreamPingTimeout(t *testing.T) {
 	}
 }
 
+// TestStreamRevoked: a key revoked mid-stream ends the stream at the next
+// ping (4001), billed for what it sent.
+func TestStreamRevoked(t *testing.T) {
+	g := startStreamGateway(t, "1s", "15s")
+	_, key, keyID := g.newOrg("acme", "basic", streamModels, nil)
+	c, _ := dialWS(t, g.wsURL("/v1/ping-stream", streamQuery+"&api_key="+key), nil)
+	send(t, c, websocket.MessageBinary, make([]byte, 640))
+	readAnswer(t, c)
+	g.admin("POST", "/admin/keys/"+keyID+"/revoke", nil, 200)
+	if ce := closeOf(t, c); ce.Code != 4001 || ce.Reason != "invalid_credential" {
+		t.Errorf("closed %d %q, want 4001 invalid_credential", ce.Code, ce.Reason)
+	}
+	if sec, _, n := g.streamUsage("acme", "ping-stream"); sec != 0.02 || n != 1 {
+		t.Errorf("ledger: %v s over %d events, want 0.02 over 1", sec, n)
+	}
+}
+
 // TestStreamShutdown: shutdown lets streams run for the grace, then closes
 // them with 1001, their usage in the ledger.
 func TestStreamShutdown(t *testing.T) {
