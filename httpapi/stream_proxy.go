@@ -27,9 +27,9 @@ import (
 // settled and the lease released, and only then is the client told, with
 // the cause's close code.
 type stream struct {
-	route  *streamRoute
-	s      *Server
-	id     string
+	route *streamRoute
+	s     *Server
+	id    string
 	// cred is the client's key, checked again at every ping: a key
 	// revoked or a grant removed ends the stream.
 	cred   string
