@@ -204,6 +204,25 @@ func (e *example) call(method, path string, h map[string]string, body []byte) re
 	return e.do(method, path, h, string(body))
 }
 
+// try sends one request without a body, like call, but reports a failed
+// request instead of ending the test: for goroutines.
+func (e *example) try(method, path string, h map[string]string) (response, error) {
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		return response{}, err
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}, err
+}
+
 // notForwarded runs fn and fails t if a request reached the upstream: a
 // refused request must never reach the model.
 func (e *example) notForwarded(t *testing.T, fn func()) {
