@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -36,13 +37,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, p tollgate.P
 	return e.Code, status
 }
 
+// writeJSON answers v as JSON, without escaping <, > and & (json.Marshal
+// does, for HTML): an API reproduced behind tollgate keeps its bytes.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	b := buf.Bytes()
+	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":"Internal error.","code":"internal_error"}`)
+		b = []byte(`{"error":"Internal error.","code":"internal_error"}` + "\n")
+	} else {
+		b = buf.Bytes() // Encode ends the value with a newline
 	}
-	b = append(b, '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))

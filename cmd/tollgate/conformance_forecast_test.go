@@ -40,8 +40,8 @@ func TestConformanceForecast(t *testing.T) {
 	t.Run("004 400 missing_credential", func(t *testing.T) {
 		e.notForwarded(t, func() {
 			r := e.call("POST", small, map[string]string{"Content-Type": "application/json"}, forecast)
-			// tollgate's JSON escapes <, > and & (as \u003c, \u003e, \u0026).
-			exact(t, r, 400, `{"error":"Missing API key. Send it in the X-API-Key header or as Authorization: Bearer \u003ckey\u003e.","code":"missing_credential"}`)
+			// <, > and & are sent as they are, not escaped for HTML.
+			exact(t, r, 400, `{"error":"Missing API key. Send it in the X-API-Key header or as Authorization: Bearer <key>.","code":"missing_credential"}`)
 			wantNoHeader(t, r, "Retry-After", "X-RateLimit-Limit")
 		})
 	})
