@@ -37,6 +37,7 @@ type benchWSOptions struct {
 	rate             int
 	target           time.Duration
 	direct           bool
+	rounds           int
 	cpuProfile       string
 }
 
@@ -85,7 +86,8 @@ With --direct each level is measured against the model alone too.`,
 	f.DurationVar(&o.frame, "frame", 20*time.Millisecond, "audio per frame (a frame is sent every frame)")
 	f.IntVar(&o.rate, "rate", 16000, "sample rate, Hz (mono s16le)")
 	f.DurationVar(&o.target, "target", 10*time.Millisecond, "p99 latency a level must stay under")
-	f.BoolVar(&o.direct, "direct", true, "also measure each level against the model directly")
+	f.BoolVar(&o.direct, "direct", true, "also measure each level against the model directly (the added latency is the difference)")
+	f.IntVar(&o.rounds, "rounds", 2, "measurements per level and target, alternating; the median p99 counts")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run) to this file")
 	return cmd
 }
@@ -101,7 +103,10 @@ func (o *benchWSOptions) validate() error {
 	if o.duration <= 0 || o.duration > 2*time.Minute || o.warmup < 0 || o.warmup > time.Minute || o.ramp < 0 || o.ramp > time.Minute {
 		errs = append(errs, errors.New("--duration up to 2m, --warmup and --ramp up to 1m"))
 	}
-	per := o.ramp + o.warmup + o.duration + 2*time.Second
+	if o.rounds < 1 || o.rounds > 5 {
+		errs = append(errs, fmt.Errorf("--rounds %d: want 1 to 5", o.rounds))
+	}
+	per := (o.ramp + o.warmup + o.duration + 2*time.Second) * time.Duration(max(o.rounds, 1))
 	if o.direct {
 		per *= 2
 	}
@@ -155,42 +160,82 @@ func runBenchWS(ctx context.Context, w io.Writer, o benchWSOptions) error {
 
 	fmt.Fprintf(w, "bench-ws: %d CPUs (GOMAXPROCS %d), %s; streams of %d Hz mono s16le, %d-byte frames every %v, answered per frame\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), o.rate, len(frame), o.frame)
-	fmt.Fprintf(w, "each level: %v ramp, %v warmup, %v measured; latency from each frame's due time to its answer; target p99 < %v\n\n",
-		o.ramp, o.warmup, o.duration, o.target)
+	fmt.Fprintf(w, "each level: %v ramp, %v warmup, %v measured, %d round(s) per target alternating; latency from each frame's due time to its answer\n",
+		o.ramp, o.warmup, o.duration, o.rounds)
+	fmt.Fprintf(w, "a level passes when every stream is held, at most 0.1%% of frames are lost and the p99 through the gateway is under %v", o.target)
+	if o.direct {
+		fmt.Fprintf(w, " (strict), or its p99 less the model's alone is (added)")
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tstreams\theld\tframes\tlost\tp50\tp99\tp99.9\tmax\tp99 from send\tsender lag p99\tgateway CPU\tCPU/stream\tmodel CPU\tgenerator CPU\tmachine CPU\t")
+	fmt.Fprintln(tw, "target\tstreams\tround\theld\tframes\tlost\tp50\tp99\tp99.9\tmax\tp99 from send\tsender lag p99\tgateway CPU\tCPU/stream\tmodel CPU\tgenerator CPU\tother CPU\t")
 
-	best := 0
-	var bestCPU float64
+	type level struct {
+		n                       int
+		p99, direct             time.Duration
+		cpu                     float64
+		held, strict, addedPass bool
+	}
+	var levels []level
 	for _, n := range o.streams {
 		c := loadtest.WSConfig{Streams: n, Frame: frame, Interval: o.frame, Ramp: o.ramp, Warmup: o.warmup, Duration: o.duration}
-		if o.direct {
-			c.URL = directURL
-			r, cpu, err := benchWSLevel(ctx, c, nil, up)
+		var gwP99, upP99 []time.Duration
+		var cpus []float64
+		held := true
+		for round := 1; round <= o.rounds; round++ {
+			if o.direct {
+				c.URL = directURL
+				r, cpu, err := benchWSLevel(ctx, c, nil, up)
+				if err != nil {
+					return err
+				}
+				writeWSRow(tw, "model", round, r, cpu)
+				upP99 = append(upP99, r.Latency.Percentile(0.99))
+			}
+			c.URL = gwURL
+			r, cpu, err := benchWSLevel(ctx, c, gw, up)
 			if err != nil {
 				return err
 			}
-			writeWSRow(tw, "model", r, cpu)
+			writeWSRow(tw, "tollgate", round, r, cpu)
+			tw.Flush()
+			gwP99 = append(gwP99, r.Latency.Percentile(0.99))
+			cpus = append(cpus, cpu["gateway"])
+			held = held && r.Held == n && r.Lost() <= r.Frames/1000
 		}
-		c.URL = gwURL
-		r, cpu, err := benchWSLevel(ctx, c, gw, up)
-		if err != nil {
-			return err
+		l := level{n: n, p99: medianOf(gwP99), cpu: medianOf(cpus), held: held}
+		if o.direct {
+			l.direct = medianOf(upP99)
 		}
-		writeWSRow(tw, "tollgate", r, cpu)
-		tw.Flush()
-		ok := r.Held == n && r.Lost() <= r.Frames/1000 && r.Latency.Percentile(0.99) < o.target
-		if !ok {
+		l.strict = held && l.p99 < o.target
+		l.addedPass = held && l.p99-l.direct < o.target
+		levels = append(levels, l)
+		if !l.addedPass {
 			break
 		}
-		best, bestCPU = n, cpu["gateway"]
 	}
 	tw.Flush()
-	if best == 0 {
-		fmt.Fprintf(w, "\nno level held every stream with p99 < %v\n", o.target)
-	} else {
-		fmt.Fprintf(w, "\nmost streams held with p99 < %v: %d (the highest level tried that passed); gateway CPU there: %.2f cores, %.2f ms CPU per stream-second (%.3f%% of a core per stream)\n",
-			o.target, best, bestCPU, 1000*bestCPU/float64(best), 100*bestCPU/float64(best))
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "streams\tall held\tgateway p99\tmodel p99\tadded p99\tgateway CPU\tCPU per stream-second\t")
+	strict, added := 0, 0
+	for _, l := range levels {
+		modelP99 := "-"
+		if o.direct {
+			modelP99 = fmtMS(l.direct)
+		}
+		fmt.Fprintf(tw, "%d\t%v\t%s\t%s\t%s\t%.2f cores\t%.2f ms\t\n", l.n, l.held, fmtMS(l.p99), modelP99, fmtMS(l.p99-l.direct), l.cpu, 1000*l.cpu/float64(l.n))
+		if l.strict {
+			strict = l.n
+		}
+		if l.addedPass {
+			added = l.n
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nmost streams held with p99 < %v through the gateway (strict): %d\n", o.target, strict)
+	if o.direct {
+		fmt.Fprintf(w, "most streams held with the gateway adding p99 < %v over the model alone: %d\n", o.target, added)
 	}
 	if gw.Exited() || up.Exited() {
 		return fmt.Errorf("a server exited during the run; see its log")
@@ -233,20 +278,35 @@ func benchWSLevel(ctx context.Context, c loadtest.WSConfig, gw, up *loadtest.Pro
 		cpu["model"] = (end.up - begin.up).Seconds() / d
 		cpu["generator"] = (end.gen - begin.gen).Seconds() / d
 		cpu["machine"] = (end.total - begin.total).Seconds() / d
+		// Whatever else ran meanwhile (other processes, the kernel's
+		// own work): a level measured while it is high is not clean.
+		cpu["other"] = max(0, cpu["machine"]-cpu["gateway"]-cpu["model"]-cpu["generator"])
 	}
 	return r, cpu, nil
 }
 
-func writeWSRow(w io.Writer, name string, r *loadtest.WSResult, cpu map[string]float64) {
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+func fmtMS(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// medianOf returns the median (the lower middle of an even count).
+func medianOf[T time.Duration | float64](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+func writeWSRow(w io.Writer, name string, round int, r *loadtest.WSResult, cpu map[string]float64) {
+	ms := fmtMS
 	gw, per := "-", "-"
 	if name != "model" {
 		gw = fmt.Sprintf("%.2f", cpu["gateway"])
 		per = fmt.Sprintf("%.2fms/s", 1000*cpu["gateway"]/float64(max(r.Held, 1)))
 	}
-	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t\n", name, r.Streams, r.Held, r.Frames, r.Lost(),
+	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t\n", name, r.Streams, round, r.Held, r.Frames, r.Lost(),
 		ms(r.Latency.Percentile(0.5)), ms(r.Latency.Percentile(0.99)), ms(r.Latency.Percentile(0.999)), ms(r.Latency.Max()),
-		ms(r.FromSend.Percentile(0.99)), ms(r.SendLag.Percentile(0.99)), gw, per, cpu["model"], cpu["generator"], cpu["machine"])
+		ms(r.FromSend.Percentile(0.99)), ms(r.SendLag.Percentile(0.99)), gw, per, cpu["model"], cpu["generator"], cpu["other"])
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "errors:\t%v\t\n", r.Errors)
 	}

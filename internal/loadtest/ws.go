@@ -211,12 +211,21 @@ func RunWS(ctx context.Context, c WSConfig) (*WSResult, error) {
 			}()
 			// Send until the measurement (and one interval for the last
 			// answers) is over.
+			pace := time.NewTimer(time.Hour)
+			defer pace.Stop()
 			for k := int64(1); ; k++ {
 				dueAt := st.start.Add(time.Duration(k-1) * c.Interval)
 				if !dueAt.Before(to) {
 					break
 				}
-				if !sleepCtx(ctx, time.Until(dueAt)) || !alive.Load() {
+				if d := time.Until(dueAt); d > 0 {
+					pace.Reset(d)
+					select {
+					case <-pace.C:
+					case <-ctx.Done():
+					}
+				}
+				if ctx.Err() != nil || !alive.Load() {
 					break
 				}
 				now := time.Now()
