@@ -285,7 +285,9 @@ func benchWSLevel(ctx context.Context, c loadtest.WSConfig, gw, up *loadtest.Pro
 	return r, cpu, nil
 }
 
-func fmtMS(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+func fmtMS(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
 
 // medianOf returns the median (the lower middle of an even count).
 func medianOf[T time.Duration | float64](v []T) T {
