@@ -257,14 +257,14 @@ func RunWS(ctx context.Context, c WSConfig) (*WSResult, error) {
 		})
 	}
 	if c.Window != nil {
-		go func() {
+		wg.Go(func() {
 			if sleepCtx(ctx, time.Until(from)) {
 				c.Window(true)
 				if sleepCtx(ctx, time.Until(to)) {
 					c.Window(false)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	res.Frames, res.Answered, res.Held = due.Load(), answered.Load(), int(held.Load())
