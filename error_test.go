@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,50 @@ func TestValidateStatuses(t *testing.T) {
 	errs := tollgate.ValidateStatuses(map[tollgate.Code]int{"nope": 400, tollgate.CodeConflict: 200})
 	if len(errs) != 2 {
 		t.Errorf("got %d errors, want 2: %v", len(errs), errs)
+	}
+}
+
+func TestProfileMessages(t *testing.T) {
+	base := tollgate.Profile{Name: tollgate.ProfileDetail, Messages: map[tollgate.Code]string{tollgate.CodeInvalidCredential: "Invalid API key."}}
+	m := base.WithOverrides("", map[tollgate.Code]int{tollgate.CodeQuotaExceeded: 403}).
+		WithMessages(map[tollgate.Code]string{tollgate.CodeQuotaExceeded: "Monthly quota used up."})
+	body := func(p tollgate.Profile, e *tollgate.Error) string {
+		b, err := json.Marshal(p.Body(e, p.Status(e), "req_1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// The override replaces even an error's own message.
+	if got := body(m, tollgate.Errorf(tollgate.CodeInvalidCredential, "Key %s is revoked.", "k")); got != `{"detail":"Invalid API key."}` {
+		t.Errorf("inherited message: %s", got)
+	}
+	if got := body(m, tollgate.NewError(tollgate.CodeQuotaExceeded)); got != `{"detail":"Monthly quota used up."}` {
+		t.Errorf("model message: %s", got)
+	}
+	if got := body(base, tollgate.NewError(tollgate.CodeQuotaExceeded)); got == `{"detail":"Monthly quota used up."}` {
+		t.Error("WithMessages mutated the base profile")
+	}
+	errs := tollgate.ValidateMessages(map[tollgate.Code]string{"nope": "x", tollgate.CodeConflict: ""})
+	if len(errs) != 2 {
+		t.Errorf("ValidateMessages: %v, want 2 errors", errs)
+	}
+}
+
+// TestNumericQuotaDetails: the numeric envelope names quota details by
+// unit, as seed 003 does; the others keep {unit, used, limit, resets_at}.
+func TestNumericQuotaDetails(t *testing.T) {
+	e := &tollgate.Error{Code: tollgate.CodeQuotaExceeded, Message: "Character limit exceeded for your plan.",
+		Details: map[string]any{"unit": "characters", "used": 500000, "limit": 500000, "resets_at": "2026-03-01T00:00:00Z"}}
+	num := tollgate.Profile{Name: tollgate.ProfileNumeric}
+	b, _ := json.Marshal(num.Body(e, 429, "req_1"))
+	want := `{"error":"Character limit exceeded for your plan.","code":429,"retry_after":1,"details":{"characters_limit":500000,"characters_used":500000,"resets_at":"2026-03-01T00:00:00Z"}}`
+	if string(b) != want {
+		t.Errorf("numeric:\n got %s\nwant %s", b, want)
+	}
+	tg := tollgate.Profile{Name: tollgate.ProfileTollgate}
+	b, _ = json.Marshal(tg.Body(e, 429, "req_1"))
+	if !strings.Contains(string(b), `"details":{"limit":500000,"resets_at":"2026-03-01T00:00:00Z","unit":"characters","used":500000}`) {
+		t.Errorf("tollgate profile renamed the details: %s", b)
 	}
 }

@@ -25,6 +25,8 @@ type Model struct {
 	Profile string
 	// Statuses remaps error statuses for this model only.
 	Statuses map[Code]int
+	// Messages replaces error messages for this model only.
+	Messages map[Code]string
 	// Input holds the input rules (nil: only the default body cap).
 	Input *Input
 	// Meter says how usage is counted and priced (zero: free requests).

@@ -101,8 +101,10 @@ type Config struct {
 	ErrorProfile string `yaml:"error_profile" koanf:"error_profile"`
 	// ErrorStatuses remaps HTTP statuses per error code.
 	ErrorStatuses map[string]int `yaml:"error_statuses,omitempty" koanf:"error_statuses"`
-	Models        []ModelConfig  `yaml:"models,omitempty" koanf:"models"`
-	Plans         []PlanConfig   `yaml:"plans,omitempty" koanf:"plans"`
+	// ErrorMessages replaces messages per error code.
+	ErrorMessages map[string]string `yaml:"error_messages,omitempty" koanf:"error_messages"`
+	Models        []ModelConfig     `yaml:"models,omitempty" koanf:"models"`
+	Plans         []PlanConfig      `yaml:"plans,omitempty" koanf:"plans"`
 }
 
 // ModelConfig is one model: its public routes and its upstream.
@@ -129,6 +131,8 @@ type ModelConfig struct {
 	ErrorProfile string `yaml:"error_profile,omitempty" koanf:"error_profile"`
 	// ErrorStatuses remaps statuses for this model, over the deployment's.
 	ErrorStatuses map[string]int `yaml:"error_statuses,omitempty" koanf:"error_statuses"`
+	// ErrorMessages replaces messages for this model, over the deployment's.
+	ErrorMessages map[string]string `yaml:"error_messages,omitempty" koanf:"error_messages"`
 	// UpstreamErrorCode is upstream_error (default) or grpc_error.
 	UpstreamErrorCode string `yaml:"upstream_error_code,omitempty" koanf:"upstream_error_code"`
 	// Input holds the model's input rules (optional).

@@ -672,3 +672,36 @@ plans:
 		t.Errorf("ModelConcurrency (-got +want):\n%s", diff)
 	}
 }
+
+func TestErrorMessages(t *testing.T) {
+	c, err := Parse([]byte(secrets+`
+error_messages: {invalid_credential: "Invalid API key."}
+models:
+  - {id: m, route: GET /m, upstream: "http://u", error_messages: {validation_error: "Text too long for demo endpoint."}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Profile().Messages[tollgate.CodeInvalidCredential]; got != "Invalid API key." {
+		t.Errorf("deployment message %q", got)
+	}
+	if got := c.DomainModels()[0].Messages[tollgate.CodeValidationError]; got != "Text too long for demo endpoint." {
+		t.Errorf("model message %q", got)
+	}
+	_, err = Parse([]byte(secrets+`
+error_messages: {nope: "x", conflict: ""}
+models:
+  - {id: m, route: GET /m, upstream: "http://u", error_messages: {also_nope: "y"}}
+`), nil)
+	want := []string{
+		`error_messages: message for "conflict" must be 1 to 1000 bytes`,
+		`error_messages: unknown error code "nope"`,
+		`models[0].error_messages: unknown error code "also_nope"`,
+	}
+	if err == nil {
+		t.Fatal("Parse accepted unknown codes and an empty message")
+	}
+	if diff := cmp.Diff(strings.Split(err.Error(), "\n"), want); diff != "" {
+		t.Errorf("errors (-got +want):\n%s", diff)
+	}
+}

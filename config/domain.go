@@ -31,6 +31,7 @@ func (c *Config) DomainModels() []*tollgate.Model {
 				Fallbacks:         slices.Clone(m.Fallbacks),
 				Profile:           m.ErrorProfile,
 				Statuses:          codes(m.ErrorStatuses),
+				Messages:          messages(m.ErrorMessages),
 				UpstreamErrorCode: code,
 				Input:             domainInput(m.Input),
 				Meter:             domainMeter(m.Meter, m.Stream != nil),
@@ -63,7 +64,19 @@ func (c *Config) DomainPlans() []*tollgate.Plan {
 // Profile returns the deployment's error profile with its status remaps.
 // A model's own profile is Profile().WithOverrides(m.Profile, m.Statuses).
 func (c *Config) Profile() tollgate.Profile {
-	return tollgate.Profile{Name: c.ErrorProfile, Statuses: codes(c.ErrorStatuses)}
+	return tollgate.Profile{Name: c.ErrorProfile, Statuses: codes(c.ErrorStatuses), Messages: messages(c.ErrorMessages)}
+}
+
+// messages converts message overrides to catalog codes (nil when empty).
+func messages(m map[string]string) map[tollgate.Code]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[tollgate.Code]string, len(m))
+	for c, msg := range m {
+		out[tollgate.Code(c)] = msg
+	}
+	return out
 }
 
 // domainMeter converts a valid meter; a stream always meters

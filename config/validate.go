@@ -77,6 +77,7 @@ func (c *Config) problems() []*fieldError {
 	p.duration("history_retention", c.HistoryRetention, false)
 	p.profile("error_profile", c.ErrorProfile, false)
 	p.statuses("error_statuses", c.ErrorStatuses)
+	p.messages("error_messages", c.ErrorMessages)
 
 	models := make(map[string]int, len(c.Models))
 	for i, m := range c.Models {
@@ -157,6 +158,7 @@ func (p *problems) model(i int, m *ModelConfig, ids map[string]int) []route {
 	}
 	p.profile(at("error_profile"), m.ErrorProfile, true)
 	p.statuses(at("error_statuses"), m.ErrorStatuses)
+	p.messages(at("error_messages"), m.ErrorMessages)
 	p.input(at, m.Input)
 	if mt := m.Meter; mt != nil && m.Stream == nil {
 		if mt.Unit != "" && !tollgate.ValidUnit(tollgate.Unit(mt.Unit)) {
@@ -267,6 +269,14 @@ func (p *problems) profile(field, name string, emptyOK bool) {
 
 func (p *problems) statuses(field string, m map[string]int) {
 	errs := tollgate.ValidateStatuses(codes(m))
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	for _, err := range errs {
+		p.add(field, err)
+	}
+}
+
+func (p *problems) messages(field string, m map[string]string) {
+	errs := tollgate.ValidateMessages(messages(m))
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	for _, err := range errs {
 		p.add(field, err)

@@ -46,7 +46,7 @@ func (s *Server) newRoute(m *tollgate.Model) (*route, error) {
 		s:       s,
 		model:   m,
 		chain:   chain,
-		profile: s.Profile.WithOverrides(m.Profile, m.Statuses),
+		profile: s.Profile.WithOverrides(m.Profile, m.Statuses).WithMessages(m.Messages),
 		input:   input,
 	}, nil
 }

@@ -17,6 +17,9 @@ import (
 // TestConformanceTTS walks seed 003 (the text-to-speech API's error
 // response format) against examples/tts, including its origin_sk_ keys
 // and the import of keys the API issued before tollgate.
+// missingOrInvalid is 003's one message for a missing or an invalid key.
+const missingOrInvalid = "Missing or invalid API key. Include 'Authorization: Bearer origin_sk_...' header."
+
 func TestConformanceTTS(t *testing.T) {
 	e := startExample(t, "tts", nil)
 	_, key, _ := e.newOrg("indie", "free", []string{"tts", "tts-demo", "voice-clone"}, nil)
@@ -46,8 +49,7 @@ func TestConformanceTTS(t *testing.T) {
 		for _, k := range []string{flipLast(key), other, "origin_sk_" + strings.Repeat("a", 38)} {
 			e.notForwarded(t, func() {
 				r := speak(k, "/v1/tts", "Hello")
-				wantError(t, r, 401, numeric, map[string]any{"code": 401.0,
-					"error": "Invalid API key: it is unknown, malformed, expired or revoked."})
+				wantError(t, r, 401, numeric, map[string]any{"code": 401.0, "error": missingOrInvalid})
 			})
 		}
 	})
@@ -56,10 +58,7 @@ func TestConformanceTTS(t *testing.T) {
 	t.Run("003 401 missing API key", func(t *testing.T) {
 		e.notForwarded(t, func() {
 			r := e.call("POST", "/v1/tts", map[string]string{"Content-Type": "application/json"}, []byte(`{"text":"hi"}`))
-			// The seed's message is "Missing or invalid API key. Include
-			// 'Authorization: Bearer origin_sk_...' header."
-			wantError(t, r, 401, numeric, map[string]any{"code": 401.0,
-				"error": "Missing API key. Send it in the X-API-Key header or as Authorization: Bearer <key>."})
+			wantError(t, r, 401, numeric, map[string]any{"code": 401.0, "error": missingOrInvalid})
 		})
 	})
 
@@ -93,10 +92,9 @@ func TestConformanceTTS(t *testing.T) {
 		e.notForwarded(t, func() {
 			r := speak(key, "/v1/tts/demo", long)
 			// The seed's details are {length, max_length}; tollgate's add
-			// the list of every violation; its message has no "for demo
-			// endpoint".
+			// the list of every violation.
 			body := wantError(t, r, 422, map[string]string{"error": jsonString, "code": jsonNumber, "details": jsonObject},
-				map[string]any{"code": 422.0, "error": "Text exceeds maximum length of 200 characters."})
+				map[string]any{"code": 422.0, "error": "Text exceeds maximum length of 200 characters for demo endpoint."})
 			d, _ := body["details"].(map[string]any)
 			if d["length"] != 350.0 || d["max_length"] != 200.0 {
 				t.Errorf("details %v, want length 350 and max_length 200", d)
@@ -180,11 +178,9 @@ func TestConformanceTTS(t *testing.T) {
 		resets := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
 		e.notForwarded(t, func() {
 			r := speak(k, "/v1/tts", strings.Repeat("c", 10))
-			// The seed's details are {characters_used, characters_limit,
-			// resets_at}; tollgate's name the unit once.
 			body := wantError(t, r, 429, map[string]string{"error": jsonString, "code": jsonNumber, "retry_after": jsonNumber, "details": jsonObject},
-				map[string]any{"code": 429.0, "error": "Monthly limit reached: 15 of 20 characters used; resets at " + resets + ".",
-					"details": map[string]any{"unit": "characters", "used": 15.0, "limit": 20.0, "resets_at": resets}})
+				map[string]any{"code": 429.0, "error": "Character limit exceeded for your plan.",
+					"details": map[string]any{"characters_used": 15.0, "characters_limit": 20.0, "resets_at": resets}})
 			ra := wantRetryAfter(t, r, 1, 31*24*3600)
 			if body["retry_after"] != float64(ra) {
 				t.Errorf("retry_after %v, Retry-After %d", body["retry_after"], ra)
