@@ -126,9 +126,13 @@ func (st *stream) run(c *websocket.Conn) {
 	} else {
 		st.end(endShutdown)
 	}
+	// The timers are set before they are armed: their callbacks re-arm
+	// them through these fields.
 	idle, ping := m.Stream.Idle(), m.Stream.Ping()
-	st.idle = time.AfterFunc(idle, func() { st.checkIdle(idle) })
-	st.ping = time.AfterFunc(ping, func() { st.pingPeers(ping) })
+	st.idle = time.AfterFunc(forever, func() { st.checkIdle(idle) })
+	st.ping = time.AfterFunc(forever, func() { st.pingPeers(ping) })
+	st.idle.Reset(idle)
+	st.ping.Reset(ping)
 	st.pumps.Add(2)
 	go st.pumpUp()
 	go st.pumpDown()
