@@ -223,7 +223,7 @@ func (s *Server) Handler() (http.Handler, error) {
 		}
 		notFound := tollgate.Errorf(tollgate.CodeModelNotFound, "No model is served at %s %s.", r.Method, r.URL.Path)
 		if isWebSocket(r) {
-			s.refuseUpgrade(w, r, notFound, id) // 4004
+			s.refuseUpgrade(w, r, notFound) // 4004
 			return
 		}
 		s.writeError(w, r, s.Profile, notFound, id)

@@ -215,7 +215,7 @@ func (s *Server) refuseStream(c *websocket.Conn, model string, err error, reques
 
 // refuseUpgrade answers a WebSocket handshake that reached no stream
 // route (model_not_found, 4004) the way a stream refuses.
-func (s *Server) refuseUpgrade(w http.ResponseWriter, r *http.Request, err error, requestID string) {
+func (s *Server) refuseUpgrade(w http.ResponseWriter, r *http.Request, err error) {
 	c, aerr := websocket.Accept(w, r, acceptOptions)
 	if aerr != nil {
 		return
@@ -226,8 +226,8 @@ func (s *Server) refuseUpgrade(w http.ResponseWriter, r *http.Request, err error
 }
 
 // open walks the handshake's request path. On success the stream holds
-// its admission and its upstream connection; on error nothing is held
-// (a stream returned with an error is nil, or needs abandon).
+// its admission and its upstream connection (abandon gives them back if
+// the upgrade then fails); on error nothing is held.
 func (sr *streamRoute) open(w http.ResponseWriter, r *http.Request, requestID string) (*stream, error) {
 	s := sr.s
 	// The stream outlives nothing of the request but its values.
