@@ -113,7 +113,14 @@ func (e *scaleOutEnv) flushPrefix() {
 }
 
 // config renders a replica's config. redisAddr may be a fault proxy's.
+// Tests that are not about Redis failing give its calls a generous
+// timeout: a loaded -race run (every package at once on 2 CPUs) can take
+// longer than the default 100 ms, open the breaker and turn an exact
+// global limit into fail_open's per-replica share.
 func (e *scaleOutEnv) config(listen, redisAddr string, replicas int, extra string) string {
+	if !strings.Contains(extra, "limiter_timeout") {
+		extra += "\nlimiter_timeout: 2s"
+	}
 	return fmt.Sprintf(`
 listen: %s
 store: %q
