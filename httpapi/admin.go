@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tollgate/tollgate"
 )
@@ -337,8 +338,8 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request) error {
 	if !idPattern.MatchString(in.ID) {
 		fe.add("id", "must be 1-64 characters of [A-Za-z0-9._-]")
 	}
-	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
-		fe.add("name", "is required (at most 200 characters)")
+	if !validName(in.Name) {
+		fe.add("name", nameRule)
 	}
 	if in.Plan == "" {
 		fe.add("plan", "is required")
@@ -518,4 +519,22 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"models": out})
 	return nil
+}
+
+// nameRule is what validName checks, as a validation message.
+const nameRule = "is required: at most 200 characters, no control characters"
+
+// validName reports whether s is a usable display name for an org or a
+// key: not blank, at most 200 bytes, no control characters (a NUL in a
+// name is refused by PostgreSQL, and no name needs one).
+func validName(s string) bool {
+	if strings.TrimSpace(s) == "" || len(s) > 200 {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }

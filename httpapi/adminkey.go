@@ -141,8 +141,8 @@ func (s *Server) CreateKey(ctx context.Context, orgID string, in KeyRequest) (*t
 // it trims in.Name and returns the expiry (zero: never).
 func (s *Server) checkKeySettings(in *KeyRequest, plan *tollgate.Plan, now time.Time, at string, fe *fieldErrors) time.Time {
 	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 200 {
-		fe.add(at+"name", "is required (at most 200 characters)")
+	if !validName(in.Name) {
+		fe.add(at+"name", nameRule)
 	}
 	for _, m := range in.Models {
 		if _, ok := s.models[m]; !ok {

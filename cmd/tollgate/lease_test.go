@@ -171,6 +171,8 @@ func TestAdminAPI(t *testing.T) {
 		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": "fast", "rpm": 5000}, 422, "validation_error"},
 		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": "m", "models": []string{"nope"}}, 422, "validation_error"},
 		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": ""}, 422, "validation_error"},
+		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": "nul\u0000byte"}, 422, "validation_error"},
+		{"POST", "/admin/orgs", map[string]any{"name": "tab\tname", "plan": "basic"}, 422, "validation_error"},
 		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": "x", "bogus": 1}, 422, "validation_error"},
 		{"POST", "/admin/orgs/acme/keys", map[string]any{"name": "x", "expires_in": "-1h"}, 422, "validation_error"},
 		{"PUT", "/admin/orgs/acme/models/nope", nil, 404, "model_not_found"},
