@@ -106,11 +106,21 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 	var planModelConc map[string]int
 	var planBillingRequired bool
 	var planFreeCredits, planCreditCap float64
-	planPut := &cobra.Command{Use: "put ID", Short: "Create or replace a plan", Args: cobra.ExactArgs(1),
+	var planMonthly map[string]string
+	planPut := &cobra.Command{Use: "put ID", Short: "Create or replace a plan (every setting: flags left out take their default)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, a []string) error {
+			limits := map[string]float64{}
+			for m, v := range planMonthly {
+				var n float64
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					return fmt.Errorf("--monthly-limit %s=%s: not a number", m, v)
+				}
+				limits[m] = n
+			}
 			return c.do("PUT", "/admin/plans/"+p(a[0]), map[string]any{"rpm": planRPM, "concurrency": planConc,
 				"features": planFeatures, "model_concurrency": planModelConc,
-				"billing_required": planBillingRequired, "free_credits": planFreeCredits, "monthly_credit_cap": planCreditCap})
+				"billing_required": planBillingRequired, "free_credits": planFreeCredits, "monthly_credit_cap": planCreditCap,
+				"monthly_limits": limits})
 		}}
 	planPut.Flags().IntVar(&planRPM, "rpm", 0, "requests per minute per key")
 	planPut.Flags().IntVar(&planConc, "concurrency", 0, "default in-flight limit per org × model (0 = unlimited)")
@@ -119,6 +129,7 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 	planPut.Flags().BoolVar(&planBillingRequired, "billing-required", false, "orgs without billing draw on free credits, then get billing_required")
 	planPut.Flags().Float64Var(&planFreeCredits, "free-credits", 0, "one-time free credits")
 	planPut.Flags().Float64Var(&planCreditCap, "monthly-credit-cap", 0, "credits per org per month (0 = none)")
+	planPut.Flags().StringToStringVar(&planMonthly, "monthly-limit", nil, "units per org per month per model, e.g. stt=360000")
 	plan.AddCommand(planPut)
 
 	// org
@@ -215,22 +226,48 @@ func addAdminCmds(root *cobra.Command, stdout io.Writer, environ []string) {
 	var billActive bool
 	var billLimit float64
 	var billModelLimits map[string]string
-	orgBilling := &cobra.Command{Use: "billing ORG", Short: "Set an org's billing: active, monthly credit limit, per-model monthly limits", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, a []string) error {
-			limits := map[string]float64{}
+	orgBilling := &cobra.Command{Use: "billing ORG", Short: "Set an org's billing: active, monthly credit limit, per-model monthly limits (flags not given keep their value)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			// Read, change what the flags say, write back: a flag left
+			// out keeps the org's setting.
+			raw, err := c.call("GET", "/admin/orgs/"+p(a[0]), nil)
+			if err != nil {
+				return err
+			}
+			var cur struct {
+				Billing struct {
+					Active             bool               `json:"active"`
+					MonthlyCreditLimit float64            `json:"monthly_credit_limit"`
+					MonthlyLimits      map[string]float64 `json:"monthly_limits"`
+				} `json:"billing"`
+			}
+			if err := json.Unmarshal(raw, &cur); err != nil {
+				return fmt.Errorf("read org %s: %w", a[0], err)
+			}
+			b := cur.Billing
+			if b.MonthlyLimits == nil {
+				b.MonthlyLimits = map[string]float64{}
+			}
+			f := cmd.Flags()
+			if f.Changed("active") {
+				b.Active = billActive
+			}
+			if f.Changed("monthly-credit-limit") {
+				b.MonthlyCreditLimit = billLimit
+			}
 			for m, v := range billModelLimits {
 				var n float64
 				if _, err := fmt.Sscan(v, &n); err != nil {
 					return fmt.Errorf("--monthly-limit %s=%s: not a number", m, v)
 				}
-				limits[m] = n
+				b.MonthlyLimits[m] = n
 			}
-			return c.do("PUT", "/admin/orgs/"+p(a[0])+"/billing", map[string]any{"active": billActive,
-				"monthly_credit_limit": billLimit, "monthly_limits": limits})
+			return c.do("PUT", "/admin/orgs/"+p(a[0])+"/billing", map[string]any{"active": b.Active,
+				"monthly_credit_limit": b.MonthlyCreditLimit, "monthly_limits": b.MonthlyLimits})
 		}}
 	orgBilling.Flags().BoolVar(&billActive, "active", false, "billing is set up (charges no longer draw on free credits)")
 	orgBilling.Flags().Float64Var(&billLimit, "monthly-credit-limit", 0, "credits per month (0 = the plan's cap)")
-	orgBilling.Flags().StringToStringVar(&billModelLimits, "monthly-limit", nil, "units per month per model, e.g. stt=360000")
+	orgBilling.Flags().StringToStringVar(&billModelLimits, "monthly-limit", nil, "units per month per model, e.g. stt=360000; replaces the plan's for that model (0: no limit)")
 	org.AddCommand(orgBilling)
 
 	usage := &cobra.Command{Use: "usage", Short: "Show an org's usage and balance, or rebuild the counters from the ledger"}

@@ -79,6 +79,8 @@ func TestAdminCLI(t *testing.T) {
 	}{
 		{[]string{"plan", "put", "pro", "--rpm", "100", "--features", "text", "--concurrency", "3"}, `"rpm": 100`, false},
 		{[]string{"plan", "list"}, `"pro"`, false},
+		{[]string{"plan", "put", "metered", "--rpm", "10", "--monthly-limit", "echo-text=2.5"}, `"echo-text": 2.5`, false},
+		{[]string{"plan", "put", "bad", "--rpm", "10", "--monthly-limit", "echo-text=lots"}, "not a number", true},
 		{[]string{"org", "create", "--id", "acme", "--name", "Acme", "--plan", "pro", "--models", "echo-text"}, `"id": "acme"`, false},
 		{[]string{"org", "create", "--id", "acme", "--name", "Acme", "--plan", "pro"}, "conflict", true},
 		{[]string{"grant", "add", "acme", "slow-ok"}, `"slow-ok"`, false},
@@ -89,6 +91,13 @@ func TestAdminCLI(t *testing.T) {
 		{[]string{"key", "create", "--org", "acme", "--name", "fast", "--rpm", "500"}, "validation_error", true},
 		{[]string{"key", "list", "--org", "acme"}, `"name": "ci"`, false},
 		{[]string{"org", "show", "nope"}, "not_found", true},
+		// billing changes only what its flags name.
+		{[]string{"org", "billing", "acme", "--active", "--monthly-limit", "echo-text=100"}, `"active": true`, false},
+		{[]string{"org", "billing", "acme", "--monthly-credit-limit", "50"}, `"monthly_credit_limit": 50`, false},
+		{[]string{"org", "show", "acme"}, `"echo-text": 100`, false},
+		{[]string{"org", "show", "acme"}, `"active": true`, false},
+		{[]string{"org", "billing", "acme", "--active=false"}, `"active": false`, false},
+		{[]string{"org", "show", "acme"}, `"monthly_credit_limit": 50`, false},
 	}
 	for _, s := range steps {
 		out, err := runCLI(t, env, s.args...)
