@@ -2,6 +2,9 @@ package tollgate
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"time"
 )
 
@@ -225,4 +228,67 @@ type Ledger interface {
 	DeleteHistory(ctx context.Context, orgID, id string) error
 	// PruneHistory deletes items created before t.
 	PruneHistory(ctx context.Context, before time.Time) (int, error)
+}
+
+// Validate reports an event no ledger may hold: no request id, org or time,
+// a time outside what int64 Unix nanoseconds hold (years 1678 to 2262), or
+// a quantity or credits that is not a finite number (one would poison
+// every sum it joins).
+func (e *UsageEvent) Validate() error {
+	switch {
+	case e.RequestID == "":
+		return errors.New("no request id")
+	case e.OrgID == "":
+		return fmt.Errorf("request %q: no org", e.RequestID)
+	case e.Time.IsZero():
+		return fmt.Errorf("request %q: no time", e.RequestID)
+	}
+	if err := storableTime(e.Time); err != nil {
+		return fmt.Errorf("request %q: %w", e.RequestID, err)
+	}
+	if err := finite(e.Quantity, e.Credits, e.FreeCredits); err != nil {
+		return fmt.Errorf("request %q: %w", e.RequestID, err)
+	}
+	return nil
+}
+
+// Validate reports a history item no ledger may hold, as
+// UsageEvent.Validate does.
+func (h *HistoryItem) Validate() error {
+	switch {
+	case h.ID == "":
+		return errors.New("no id")
+	case h.OrgID == "":
+		return fmt.Errorf("%q: no org", h.ID)
+	case h.CreatedAt.IsZero():
+		return fmt.Errorf("%q: no creation time", h.ID)
+	}
+	if err := storableTime(h.CreatedAt); err != nil {
+		return fmt.Errorf("%q: %w", h.ID, err)
+	}
+	if err := finite(h.Quantity, h.Credits); err != nil {
+		return fmt.Errorf("%q: %w", h.ID, err)
+	}
+	return nil
+}
+
+var (
+	minStorableTime = time.Unix(0, math.MinInt64)
+	maxStorableTime = time.Unix(0, math.MaxInt64)
+)
+
+func storableTime(t time.Time) error {
+	if t.Before(minStorableTime) || t.After(maxStorableTime) {
+		return fmt.Errorf("time %v outside the storable range %v..%v", t, minStorableTime.UTC(), maxStorableTime.UTC())
+	}
+	return nil
+}
+
+func finite(vs ...float64) error {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%v is not a finite number", v)
+		}
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -51,12 +50,12 @@ func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items 
 		return nil
 	}
 	for i := range events {
-		if err := checkEvent(&events[i]); err != nil {
+		if err := events[i].Validate(); err != nil {
 			return fmt.Errorf("postgres: commit: event %d: %w", i, err)
 		}
 	}
 	for i := range items {
-		if err := checkItem(&items[i]); err != nil {
+		if err := items[i].Validate(); err != nil {
 			return fmt.Errorf("postgres: commit: history item %d: %w", i, err)
 		}
 	}
@@ -144,52 +143,6 @@ func firstByKey[T any](vs []T, key func(*T) string) []*T {
 	// Stable: of equal keys, the first stays first, and Compact keeps it.
 	slices.SortStableFunc(out, func(a, b *T) int { return cmp.Compare(key(a), key(b)) })
 	return slices.CompactFunc(out, func(a, b *T) bool { return key(a) == key(b) })
-}
-
-func checkEvent(e *tollgate.UsageEvent) error {
-	switch {
-	case e.RequestID == "":
-		return errors.New("no request id")
-	case e.OrgID == "":
-		return fmt.Errorf("request %q: no org", e.RequestID)
-	case e.Time.IsZero():
-		return fmt.Errorf("request %q: no time", e.RequestID)
-	}
-	if _, err := encodeTime(e.Time); err != nil {
-		return fmt.Errorf("request %q: %w", e.RequestID, err)
-	}
-	if err := finite(e.Quantity, e.Credits, e.FreeCredits); err != nil {
-		return fmt.Errorf("request %q: %w", e.RequestID, err)
-	}
-	return nil
-}
-
-// finite refuses NaN and infinities: one would poison every sum it joins.
-func finite(vs ...float64) error {
-	for _, v := range vs {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%v is not a finite number", v)
-		}
-	}
-	return nil
-}
-
-func checkItem(h *tollgate.HistoryItem) error {
-	switch {
-	case h.ID == "":
-		return errors.New("no id")
-	case h.OrgID == "":
-		return fmt.Errorf("%q: no org", h.ID)
-	case h.CreatedAt.IsZero():
-		return fmt.Errorf("%q: no creation time", h.ID)
-	}
-	if _, err := encodeTime(h.CreatedAt); err != nil {
-		return fmt.Errorf("%q: %w", h.ID, err)
-	}
-	if err := finite(h.Quantity, h.Credits); err != nil {
-		return fmt.Errorf("%q: %w", h.ID, err)
-	}
-	return nil
 }
 
 // UsageTotals sums the ledger per org × model × month (UTC) over the events
