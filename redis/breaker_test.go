@@ -364,3 +364,33 @@ func TestBreakerRecovery(t *testing.T) {
 		t.Errorf("Balance after recovery: %+v, %v; want the 8 credits held", bal, err)
 	}
 }
+
+// TestPoolTimeoutIsNotAnOutage: with every connection busy, a call fails
+// with overloaded after PoolTimeout, is not decided by fail_open's local
+// share, and does not open the breaker: the process is saturated, Redis
+// is not down.
+func TestPoolTimeoutIsNotAnOutage(t *testing.T) {
+	l := newTestLimiter(t, Options{PoolSize: 1, PoolTimeout: 50 * time.Millisecond, Timeout: 3 * time.Second, RateFailure: FailOpen})
+	ctx := context.Background()
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		// Holds the only connection for a second.
+		l.client.Do(ctx, "BLPOP", l.prefix+"never", 1)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	now := time.Now()
+	for i := 0; i < 10; i++ {
+		_, err := l.AllowRate(ctx, "k", tollgate.PerMinute(100), now)
+		if tollgate.ErrorCode(err) != tollgate.CodeOverloaded || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d with the pool exhausted: %v, want overloaded without ErrUnavailable", i, err)
+		}
+	}
+	if l.br.open() {
+		t.Error("pool timeouts opened the breaker")
+	}
+	<-busy
+	if _, err := l.AllowRate(ctx, "k", tollgate.PerMinute(100), now); err != nil {
+		t.Errorf("after the pool freed: %v", err)
+	}
+}

@@ -117,7 +117,9 @@ type Options struct {
 	// Calls are not retried: a failure counts towards the breaker.
 	Timeout time.Duration
 	// PoolTimeout bounds the wait for a free connection (zero:
-	// DefaultPoolTimeout).
+	// DefaultPoolTimeout, or twice Timeout if longer). A wait that runs
+	// out fails the call with overloaded but does not count towards the
+	// breaker: it is this process that is saturated, not Redis.
 	PoolTimeout time.Duration
 	// PoolSize is the number of connections (zero: go-redis's default, 10
 	// per GOMAXPROCS).
@@ -268,9 +270,13 @@ func newLimiter(ro *goredis.Options, opts Options) (*Limiter, error) {
 	// kept warm (MinIdleConns) spare most requests the dial.
 	ro.DialTimeout = max(timeout, DefaultDialTimeout)
 	ro.MinIdleConns = DefaultMinIdleConns
-	ro.PoolTimeout = or(opts.PoolTimeout, DefaultPoolTimeout)
+	// A wait for a connection gets at least two command timeouts: a
+	// shorter one would fail calls that a slow but working Redis is
+	// still answering.
+	ro.PoolTimeout = or(opts.PoolTimeout, max(DefaultPoolTimeout, 2*timeout))
 	if opts.PoolSize > 0 {
 		ro.PoolSize = opts.PoolSize
+		ro.MinIdleConns = min(ro.MinIdleConns, opts.PoolSize)
 	}
 	ro.MaxRetries = -1   // the breaker decides, not a retry loop
 	ro.DialerRetries = 1 // one attempt per dial
@@ -398,6 +404,14 @@ func (l *Limiter) do(ctx context.Context, fn func(context.Context) error) error 
 		// The caller gave up: that says nothing of Redis.
 		l.br.abandon(probe)
 		return fmt.Errorf("redis: %w", err)
+	case errors.Is(err, goredis.ErrPoolTimeout):
+		// Every connection was busy for PoolTimeout: this process is
+		// saturated (a burst, a starved CPU), which says nothing of
+		// Redis either. The call fails with overloaded, not
+		// ErrUnavailable: fail_open's local share is for Redis being
+		// down, and the breaker stays as it is.
+		l.br.abandon(probe)
+		return &tollgate.Error{Code: tollgate.CodeOverloaded, RetryAfter: time.Second, Err: fmt.Errorf("redis: %w", err)}
 	}
 	l.br.failure(probe)
 	return unavailable(l.br.cooldown, err)
