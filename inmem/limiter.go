@@ -112,11 +112,7 @@ func (l *Limiter) AllowRate(_ context.Context, key string, limit tollgate.RateLi
 			ResetAt:    now.Add(time.Duration(tat - t)),
 			RetryAfter: retry,
 		}
-		return d, &tollgate.Error{
-			Code:       tollgate.CodeRateLimitExceeded,
-			Message:    fmt.Sprintf("Rate limit of %d requests per %s exceeded.", limit.Limit, per(limit.Period)),
-			RetryAfter: retry,
-		}
+		return d, tollgate.RateLimitExceeded(limit, retry)
 	}
 	if s.rates == nil {
 		s.rates = make(map[string]int64)
@@ -153,21 +149,6 @@ func gcra(limit tollgate.RateLimit) (interval, tolerance int64, err error) {
 		return 0, 0, fmt.Errorf("inmem: rate limit burst %d of %v intervals is too long", burst, time.Duration(interval))
 	}
 	return interval, burst * interval, nil
-}
-
-// per names a period for a client-facing message.
-func per(d time.Duration) string {
-	switch d {
-	case time.Second:
-		return "second"
-	case time.Minute:
-		return "minute"
-	case time.Hour:
-		return "hour"
-	case 24 * time.Hour:
-		return "day"
-	}
-	return d.String()
 }
 
 // tickLocked counts one operation and sweeps the shard's idle entries when

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -221,32 +220,9 @@ func (l *Limiter) Reserve(_ context.Context, b tollgate.Budget, credits, units f
 
 func (no refusal) err(now time.Time) error {
 	if no.code == tollgate.CodeBillingRequired {
-		return &tollgate.Error{
-			Code:    tollgate.CodeBillingRequired,
-			Message: "Free credits are exhausted and billing is not active. Set up billing to continue.",
-			Details: map[string]any{"free_credits": no.limit, "used": no.used},
-		}
+		return tollgate.BillingRequired(no.limit, no.used)
 	}
-	end := time.Unix(0, no.end).UTC()
-	resets := end.Format(time.RFC3339)
-	return &tollgate.Error{
-		Code: tollgate.CodeQuotaExceeded,
-		Message: fmt.Sprintf("Monthly limit reached: %s of %s %s used; resets at %s.",
-			number(no.used), number(no.limit), no.unit, resets),
-		Details: map[string]any{
-			"unit":      string(no.unit),
-			"used":      no.used,
-			"limit":     no.limit,
-			"resets_at": resets,
-		},
-		RetryAfter: end.Sub(now),
-	}
-}
-
-// number formats a counter for a client-facing message: no exponent, and
-// no float crumbs past the sixth decimal.
-func number(v float64) string {
-	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
+	return tollgate.QuotaExceeded(no.unit, no.used, no.limit, time.Unix(0, no.end), now)
 }
 
 // Settle replaces reservation r with the actual cost; see tollgate.Quota.

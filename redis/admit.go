@@ -45,7 +45,7 @@ func (l *Limiter) Admit(ctx context.Context, a tollgate.Admission, now time.Time
 	if a.RateKey != "" {
 		if d, ok := l.denied.get(a.RateKey, a.Rate, now); ok {
 			got.Rate = d
-			return got, rateError(a.Rate, d.RetryAfter)
+			return got, tollgate.RateLimitExceeded(a.Rate, d.RetryAfter)
 		}
 	}
 

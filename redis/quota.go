@@ -98,38 +98,16 @@ func (l *Limiter) quotaRefusal(status string, b tollgate.Budget, unit string, us
 	case "lost":
 		return l.countersLost()
 	case "billing_required":
-		return &tollgate.Error{
-			Code:    tollgate.CodeBillingRequired,
-			Message: "Free credits are exhausted and billing is not active. Set up billing to continue.",
-			Details: map[string]any{"free_credits": limit, "used": used},
-		}
+		return tollgate.BillingRequired(limit, used)
 	case "quota_exceeded":
 		u := tollgate.UnitCredits
 		if unit != "credits" {
 			u = tollgate.Meter{Unit: b.Unit}.UnitOrDefault()
 		}
 		_, _, end := tollgate.Period(now)
-		resets := end.Format(time.RFC3339)
-		return &tollgate.Error{
-			Code: tollgate.CodeQuotaExceeded,
-			Message: fmt.Sprintf("Monthly limit reached: %s of %s %s used; resets at %s.",
-				number(used), number(limit), u, resets),
-			Details: map[string]any{
-				"unit":      string(u),
-				"used":      used,
-				"limit":     limit,
-				"resets_at": resets,
-			},
-			RetryAfter: end.Sub(now),
-		}
+		return tollgate.QuotaExceeded(u, used, limit, end, now)
 	}
 	return fmt.Errorf("redis: unexpected reservation status %q", status)
-}
-
-// number formats a counter for a client-facing message: no exponent, and
-// no float crumbs past the sixth decimal.
-func number(v float64) string {
-	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
 }
 
 // Settle replaces reservation r with the actual cost; see tollgate.Quota.

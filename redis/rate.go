@@ -33,7 +33,7 @@ func (l *Limiter) AllowRate(ctx context.Context, key string, limit tollgate.Rate
 		return tollgate.RateDecision{}, err
 	}
 	if d, ok := l.denied.get(key, limit, now); ok {
-		return d, rateError(limit, d.RetryAfter)
+		return d, tollgate.RateLimitExceeded(limit, d.RetryAfter)
 	}
 	s, ns := l.clock(now)
 	v, err := l.run(ctx, rateScript, []string{l.rateKey(key)},
@@ -58,7 +58,7 @@ func (l *Limiter) rateDecision(key string, limit tollgate.RateLimit, interval, t
 			RetryAfter: time.Duration(wait),
 		}
 		l.denied.put(key, limit, d, now)
-		return d, rateError(limit, d.RetryAfter)
+		return d, tollgate.RateLimitExceeded(limit, d.RetryAfter)
 	}
 	return tollgate.RateDecision{
 		Allowed:   true,
@@ -75,15 +75,6 @@ func (l *Limiter) rateFailure(key string, limit tollgate.RateLimit, now time.Tim
 		return tollgate.RateDecision{}, err
 	}
 	return l.fallback.allow(key, limit, l.replicas, now)
-}
-
-// rateError is the error of a denied rate check.
-func rateError(limit tollgate.RateLimit, retry time.Duration) error {
-	return &tollgate.Error{
-		Code:       tollgate.CodeRateLimitExceeded,
-		Message:    fmt.Sprintf("Rate limit of %d requests per %s exceeded.", limit.Limit, per(limit.Period)),
-		RetryAfter: retry,
-	}
 }
 
 // gcra returns limit's emission interval and tolerance in nanoseconds,
@@ -104,21 +95,6 @@ func gcra(limit tollgate.RateLimit) (interval, tolerance int64, err error) {
 		return 0, 0, fmt.Errorf("redis: rate limit burst %d of %v intervals is over 52 days", burst, time.Duration(interval))
 	}
 	return interval, burst * interval, nil
-}
-
-// per names a period for a client-facing message (as inmem does).
-func per(d time.Duration) string {
-	switch d {
-	case time.Second:
-		return "second"
-	case time.Minute:
-		return "minute"
-	case time.Hour:
-		return "hour"
-	case 24 * time.Hour:
-		return "day"
-	}
-	return d.String()
 }
 
 // denyCache remembers rate keys known to be over their limit. A denied
@@ -230,7 +206,7 @@ func (f *fallback) allow(key string, limit tollgate.RateLimit, replicas int, now
 	next := tat + interval
 	if wait := next - tolerance - t; wait > 0 {
 		d := tollgate.RateDecision{Limit: local.Limit, ResetAt: now.Add(time.Duration(tat - t)), RetryAfter: time.Duration(wait)}
-		return d, rateError(local, d.RetryAfter)
+		return d, tollgate.RateLimitExceeded(local, d.RetryAfter)
 	}
 	f.tats[key] = next
 	return tollgate.RateDecision{
