@@ -101,3 +101,58 @@ type Admitter interface {
 	Admit(ctx context.Context, a Admission, now time.Time) (Admitted, error)
 	Finish(ctx context.Context, r *Reservation, credits, units float64, lease *Lease) error
 }
+
+// AdmitSteps admits a with one call per step on l and q: for a limiter
+// whose steps are each atomic but that has no single-call admission. When
+// the lease is refused the reservation is given back before it returns;
+// in between, a concurrent reservation on the same budget may be refused
+// for a hold that is then released, but a budget is never exceeded. q may
+// be nil when a has no Budget.
+func AdmitSteps(ctx context.Context, l Limiter, q Quota, a Admission, now time.Time) (Admitted, error) {
+	var got Admitted
+	if a.RateKey != "" {
+		d, err := l.AllowRate(ctx, a.RateKey, a.Rate, now)
+		got.Rate = d
+		if err != nil {
+			return got, err
+		}
+	}
+	if a.Budget != nil {
+		if q == nil {
+			return got, &Error{Code: CodeInternal, Message: "An admission with a budget needs a quota."}
+		}
+		r, err := q.Reserve(ctx, *a.Budget, a.Credits, a.Units, now)
+		if err != nil {
+			return got, err
+		}
+		got.Reservation = &r
+	}
+	if a.LeaseKey != "" {
+		lease, err := l.Acquire(ctx, a.LeaseKey, a.Concurrency, now)
+		if err != nil {
+			if got.Reservation != nil {
+				q.Settle(context.WithoutCancel(ctx), *got.Reservation, 0, 0)
+				got.Reservation = nil
+			}
+			return got, err
+		}
+		got.Lease = &lease
+	}
+	return got, nil
+}
+
+// FinishSteps settles r (when not nil) on q at credits and units and
+// releases lease (when not nil) on l, one call each. The lease is released
+// even when settling fails; the first error is returned.
+func FinishSteps(ctx context.Context, l Limiter, q Quota, r *Reservation, credits, units float64, lease *Lease) error {
+	var err error
+	if r != nil {
+		err = q.Settle(ctx, *r, credits, units)
+	}
+	if lease != nil {
+		if rerr := l.Release(ctx, *lease); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}

@@ -7,13 +7,13 @@ import (
 	"github.com/tollgate/tollgate"
 )
 
-// admitter returns the Server's Admitter: the limiter itself when it is
-// one (one round trip for Redis), else steps over Limiter and Quota.
-func (s *Server) admitter() tollgate.Admitter {
-	if a, ok := s.Limiter.(tollgate.Admitter); ok && (s.Quota == nil || s.Quota == tollgate.Quota(a)) {
+// newAdmitter returns the Admitter over l and q: l itself when it is one
+// (one round trip for Redis), else steps over l and q.
+func newAdmitter(l tollgate.Limiter, q tollgate.Quota) tollgate.Admitter {
+	if a, ok := l.(tollgate.Admitter); ok && (q == nil || q == tollgate.Quota(a)) {
 		return a
 	}
-	return stepAdmitter{s.Limiter, s.Quota}
+	return stepAdmitter{l, q}
 }
 
 // stepAdmitter admits with one call per step, for a Limiter that is not an
@@ -25,49 +25,11 @@ type stepAdmitter struct {
 }
 
 func (a stepAdmitter) Admit(ctx context.Context, adm tollgate.Admission, now time.Time) (tollgate.Admitted, error) {
-	var got tollgate.Admitted
-	if adm.RateKey != "" {
-		dec, err := a.AllowRate(ctx, adm.RateKey, adm.Rate, now)
-		got.Rate = dec
-		if err != nil {
-			return got, err
-		}
-	}
-	if adm.Budget != nil {
-		if a.Quota == nil {
-			return got, &tollgate.Error{Code: tollgate.CodeInternal, Message: "httpapi: a budget without a quota"}
-		}
-		res, err := a.Reserve(ctx, *adm.Budget, adm.Credits, adm.Units, now)
-		if err != nil {
-			return got, err
-		}
-		got.Reservation = &res
-	}
-	if adm.LeaseKey != "" {
-		lease, err := a.Acquire(ctx, adm.LeaseKey, adm.Concurrency, now)
-		if err != nil {
-			if got.Reservation != nil {
-				a.Settle(context.WithoutCancel(ctx), *got.Reservation, 0, 0)
-				got.Reservation = nil
-			}
-			return got, err
-		}
-		got.Lease = &lease
-	}
-	return got, nil
+	return tollgate.AdmitSteps(ctx, a.Limiter, a.Quota, adm, now)
 }
 
 func (a stepAdmitter) Finish(ctx context.Context, r *tollgate.Reservation, credits, units float64, lease *tollgate.Lease) error {
-	var err error
-	if r != nil {
-		err = a.Settle(ctx, *r, credits, units)
-	}
-	if lease != nil {
-		if rerr := a.Release(ctx, *lease); err == nil {
-			err = rerr
-		}
-	}
-	return err
+	return tollgate.FinishSteps(ctx, a.Limiter, a.Quota, r, credits, units, lease)
 }
 
 // admission is one request's hold on the limiter, from Admit to Finish.
@@ -89,7 +51,7 @@ type admission struct {
 // admit runs adm and counts the decisions. On success the caller must
 // call finish exactly once, when the handler returns.
 func (s *Server) admit(ctx context.Context, adm tollgate.Admission, now time.Time, timeout time.Duration, requestID string) (*admission, tollgate.Admitted, error) {
-	got, err := s.admitter().Admit(ctx, adm, now)
+	got, err := s.adm.Admit(ctx, adm, now)
 	s.countAdmission(adm, err)
 	if err != nil {
 		return nil, got, err
@@ -156,7 +118,7 @@ func (a *admission) finish() {
 	}
 	// The request context may be gone; settling and releasing must not be.
 	ctx := context.WithoutCancel(a.ctx)
-	if err := a.s.admitter().Finish(ctx, res, a.credits, a.units, lease); err != nil {
+	if err := a.s.adm.Finish(ctx, res, a.credits, a.units, lease); err != nil {
 		a.s.logger().Error("finish admission", "request_id", a.requestID, "err", err)
 	}
 }

@@ -107,7 +107,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 	m := rt.model
 	adm := tollgate.Admission{RateKey: "rate:" + access.Key.ID, Rate: tollgate.PerMinute(access.RPM())}
 	if rt.input.readsBody() {
-		got, err := s.admitter().Admit(ctx, tollgate.Admission{RateKey: adm.RateKey, Rate: adm.Rate}, now)
+		got, err := s.adm.Admit(ctx, tollgate.Admission{RateKey: adm.RateKey, Rate: adm.Rate}, now)
 		s.countAdmission(adm, err)
 		if got.Rate.Limit > 0 {
 			setRateHeaders(w.Header(), got.Rate)

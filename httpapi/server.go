@@ -75,6 +75,7 @@ type Server struct {
 	metrics  *metrics
 	counters decisionCounters
 	held     *leaseSet
+	adm      tollgate.Admitter // Limiter and Quota, admitting in one call where they can
 	ledger   *committer
 	stop     context.CancelFunc
 	cache    *accessCache
@@ -159,6 +160,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	s.counters = s.metrics.decisionCounters()
 	s.cache = newAccessCache(ttl)
 	s.held = newLeaseSet()
+	s.adm = newAdmitter(s.Limiter, s.Quota)
 	s.models = make(map[string]*tollgate.Model, len(s.Models))
 	for _, m := range s.Models {
 		s.models[m.ID] = m

@@ -250,7 +250,7 @@ func (sr *streamRoute) open(w http.ResponseWriter, r *http.Request, requestID st
 	// Rate: before the declaration is looked at, in the chain's order.
 	now := s.now()
 	rate := tollgate.Admission{RateKey: "rate:" + access.Key.ID, Rate: tollgate.PerMinute(access.RPM())}
-	got, err := s.admitter().Admit(ctx, rate, now)
+	got, err := s.adm.Admit(ctx, rate, now)
 	s.countAdmission(rate, err)
 	if got.Rate.Limit > 0 {
 		setRateHeaders(w.Header(), got.Rate)
