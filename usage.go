@@ -192,12 +192,43 @@ type HistoryFilter struct {
 	Offset  int
 }
 
+// History page sizes: a zero Limit asks for DefaultHistoryLimit, a larger
+// one than MaxHistoryLimit gets MaxHistoryLimit.
+const (
+	DefaultHistoryLimit = 50
+	MaxHistoryLimit     = 1000
+)
+
+// PageSize returns how many items f asks for, or a validation_error for a
+// negative Limit or Offset.
+func (f HistoryFilter) PageSize() (int, error) {
+	if f.Limit < 0 || f.Offset < 0 {
+		return 0, Errorf(CodeValidationError, "limit and offset must not be negative.")
+	}
+	if f.Limit == 0 {
+		return DefaultHistoryLimit, nil
+	}
+	return min(f.Limit, MaxHistoryLimit), nil
+}
+
 // UsageQuery asks for an org's usage between From (inclusive) and To
 // (exclusive), grouped by "day" or "model".
 type UsageQuery struct {
 	OrgID    string
 	From, To time.Time
 	GroupBy  string
+}
+
+// Validate reports a query no ledger answers: a GroupBy other than "day"
+// or "model", or a To before From (a zero To means no end).
+func (q UsageQuery) Validate() error {
+	if q.GroupBy != "day" && q.GroupBy != "model" {
+		return Errorf(CodeValidationError, "group_by must be day or model, not %q.", q.GroupBy)
+	}
+	if !q.To.IsZero() && q.To.Before(q.From) {
+		return Errorf(CodeValidationError, "to must not be before from.")
+	}
+	return nil
 }
 
 // UsageRow is one group of a UsageQuery.

@@ -91,7 +91,7 @@ func (s *Server) listHistory(w http.ResponseWriter, r *http.Request, a *tollgate
 	q := r.URL.Query()
 	var fe fieldErrors
 	f := tollgate.HistoryFilter{OrgID: a.Org.ID, Feature: q.Get("feature"),
-		Limit: queryInt(q, "limit", 50, 1, 1000, &fe), Offset: queryInt(q, "offset", 0, 0, 1<<30, &fe)}
+		Limit: queryInt(q, "limit", tollgate.DefaultHistoryLimit, 1, tollgate.MaxHistoryLimit, &fe), Offset: queryInt(q, "offset", 0, 0, 1<<30, &fe)}
 	if err := fe.err(); err != nil {
 		return err
 	}

@@ -9,13 +9,6 @@ import (
 	"github.com/tollgate/tollgate"
 )
 
-// History page sizes: a zero Limit gets historyLimit, a larger one than
-// maxHistoryLimit is cut to it.
-const (
-	historyLimit    = 50
-	maxHistoryLimit = 1000
-)
-
 // pruneBatch is how many history items PruneHistory deletes per
 // transaction, so that group commits are never held up for long behind it.
 const pruneBatch = 1000
@@ -45,14 +38,10 @@ func scanHistoryItem(row interface{ Scan(...any) error }) (*tollgate.HistoryItem
 // than 1000 means 1000; a negative Limit or Offset is a validation_error.
 // An unknown org has no history: no items, not not_found.
 func (s *Store) History(ctx context.Context, f tollgate.HistoryFilter) ([]tollgate.HistoryItem, error) {
-	if f.Limit < 0 || f.Offset < 0 {
-		return nil, tollgate.Errorf(tollgate.CodeValidationError, "limit and offset must not be negative.")
+	limit, err := f.PageSize()
+	if err != nil {
+		return nil, err
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = historyLimit
-	}
-	limit = min(limit, maxHistoryLimit)
 	query := `SELECT ` + historyColumns + ` FROM history WHERE org_id = ?`
 	args := []any{f.OrgID}
 	if f.Feature != "" {

@@ -169,6 +169,9 @@ const dayOf = `date(time / 1000000000 - (time % 1000000000 < 0), 'unixepoch')`
 // validation_error for another GroupBy or a To before From. An unknown org
 // has no usage: no rows, not not_found.
 func (s *Store) Usage(ctx context.Context, q tollgate.UsageQuery) ([]tollgate.UsageRow, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
 	var query string
 	switch q.GroupBy {
 	case "day":
@@ -183,14 +186,9 @@ func (s *Store) Usage(ctx context.Context, q tollgate.UsageQuery) ([]tollgate.Us
 			WHERE org_id = ? AND time >= ? AND time < ?
 			GROUP BY model, unit
 			ORDER BY model, unit`
-	default:
-		return nil, tollgate.Errorf(tollgate.CodeValidationError, "group_by must be day or model, not %q.", q.GroupBy)
 	}
 	to := int64(math.MaxInt64)
 	if !q.To.IsZero() {
-		if q.To.Before(q.From) {
-			return nil, tollgate.Errorf(tollgate.CodeValidationError, "to must not be before from.")
-		}
 		to = nanos(q.To)
 	}
 	rows, err := s.read.QueryContext(ctx, query, q.OrgID, nanos(q.From), to)
