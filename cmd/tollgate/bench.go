@@ -500,9 +500,19 @@ func (b *benchRun) startGateway(ctx context.Context, name, store, limiter string
 	if err != nil {
 		return nil, "", err
 	}
+	key, err := benchKey(ctx, p.URL, admin, "bench-hello")
+	if err != nil {
+		return nil, "", err
+	}
+	return p, key, nil
+}
+
+// benchKey creates the bench org, with model granted, and its key through
+// the admin API of the gateway at base.
+func benchKey(ctx context.Context, base, admin, model string) (string, error) {
 	call := func(path string, body any) (map[string]any, error) {
 		b, _ := json.Marshal(body)
-		req, _ := http.NewRequestWithContext(ctx, "POST", p.URL+path, bytes.NewReader(b))
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(b))
 		req.Header.Set("Authorization", "Bearer "+admin)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -517,15 +527,15 @@ func (b *benchRun) startGateway(ctx context.Context, name, store, limiter string
 		}
 		return out, nil
 	}
-	if _, err := call("/admin/orgs", map[string]any{"id": "bench", "name": "Bench", "plan": "bench", "models": []string{"bench-hello"}}); err != nil {
-		return nil, "", err
+	if _, err := call("/admin/orgs", map[string]any{"id": "bench", "name": "Bench", "plan": "bench", "models": []string{model}}); err != nil {
+		return "", err
 	}
 	k, err := call("/admin/orgs/bench/keys", map[string]any{"name": "bench"})
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
 	key, _ := k["key"].(string)
-	return p, key, nil
+	return key, nil
 }
 
 // benchSchema creates a PostgreSQL schema for tollgate-cluster, dropped

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -148,7 +145,7 @@ func runBenchWS(ctx context.Context, w io.Writer, o benchWSOptions) error {
 		return err
 	}
 	defer gw.Stop()
-	key, err := benchWSKey(ctx, gw.URL, admin)
+	key, err := benchKey(ctx, gw.URL, admin, "bench-stream")
 	if err != nil {
 		return err
 	}
@@ -323,34 +320,4 @@ func benchWSFrame(rate int, d time.Duration) []byte {
 		binary.LittleEndian.PutUint16(b[2*i:], uint16(int16(0.3*32767*math.Sin(2*math.Pi*440*float64(i)/float64(rate)))))
 	}
 	return b
-}
-
-// benchWSKey creates the bench org and its key through the admin API.
-func benchWSKey(ctx context.Context, base, admin string) (string, error) {
-	call := func(path string, body any) (map[string]any, error) {
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		data, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusCreated || json.Unmarshal(data, &out) != nil {
-			return nil, fmt.Errorf("admin POST %s: %d %s", path, resp.StatusCode, data)
-		}
-		return out, nil
-	}
-	if _, err := call("/admin/orgs", map[string]any{"id": "bench", "name": "Bench", "plan": "bench", "models": []string{"bench-stream"}}); err != nil {
-		return "", err
-	}
-	k, err := call("/admin/orgs/bench/keys", map[string]any{"name": "bench"})
-	if err != nil {
-		return "", err
-	}
-	key, _ := k["key"].(string)
-	return key, nil
 }

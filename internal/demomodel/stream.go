@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"github.com/coder/websocket"
+
+	"github.com/tollgate/tollgate/audio"
 )
 
 // StreamModel is the streaming model's name in its answers.
@@ -49,7 +51,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	enc := q.Get("audio_format")
 	rate, _ := strconv.Atoi(q.Get("sample_rate"))
 	channels, _ := strconv.Atoi(q.Get("num_channels"))
-	size := sampleSize(enc)
+	size := audio.SampleSize(enc)
 	if size == 0 || rate <= 0 || channels <= 0 {
 		c.Close(websocket.StatusUnsupportedData, "audio_format, sample_rate and num_channels are required")
 		return
@@ -126,23 +128,9 @@ func readAll(r io.Reader, buf *[]byte) (int, error) {
 	}
 }
 
-func sampleSize(enc string) int {
-	switch enc {
-	case "s16le":
-		return 2
-	case "s24le":
-		return 3
-	case "s32le", "f32le":
-		return 4
-	case "mulaw", "alaw":
-		return 1
-	}
-	return 0
-}
-
 // rms is the root mean square of the samples in p, full scale 1.
 func rms(p []byte, enc string) float64 {
-	size := sampleSize(enc)
+	size := audio.SampleSize(enc)
 	n := len(p) / size
 	if n == 0 {
 		return 0
