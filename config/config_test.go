@@ -639,18 +639,26 @@ func TestNaturalLess(t *testing.T) {
 }
 
 // TestEnvCoversScalars keeps envScalars in step with Config: every
-// top-level string or duration setting has its TOLLGATE_ variable.
+// top-level string, duration or int setting has its TOLLGATE_ variable,
+// read as its kind.
 func TestEnvCoversScalars(t *testing.T) {
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		key := f.Tag.Get("koanf")
-		isDuration := f.Type == reflect.TypeFor[time.Duration]()
-		if f.Type.Kind() != reflect.String && !isDuration {
+		var want envKind
+		switch {
+		case f.Type == reflect.TypeFor[time.Duration]():
+			want = envDuration
+		case f.Type.Kind() == reflect.String:
+			want = envString
+		case f.Type.Kind() == reflect.Int:
+			want = envInt
+		default:
 			continue
 		}
-		if d, ok := envScalars[key]; !ok || d != isDuration {
-			t.Errorf("envScalars[%q] = %v, %v; want %v, true", key, d, ok, isDuration)
+		if k, ok := envScalars[key]; !ok || k != want {
+			t.Errorf("envScalars[%q] = %v, %v; want %v, true", key, k, ok, want)
 		}
 	}
 }

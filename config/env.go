@@ -13,24 +13,33 @@ import (
 // EnvPrefix starts every environment override.
 const EnvPrefix = "TOLLGATE_"
 
+// envKind is how an environment variable's value is read.
+type envKind int
+
+const (
+	envString envKind = iota
+	envDuration
+	envInt
+)
+
 // envScalars are the top-level settings an environment variable may set:
-// TOLLGATE_ + the key in upper case. true marks a duration.
-var envScalars = map[string]bool{
-	"listen":            false,
-	"store":             false,
-	"limiter":           false,
-	"limiter_prefix":    false,
-	"limiter_failure":   false,
-	"limiter_timeout":   true,
-	"replicas":          false,
-	"admin_token":       false,
-	"key_secret":        false,
-	"key_prefix":        false,
-	"error_profile":     false,
-	"key_cache_ttl":     true,
-	"lease_ttl":         true,
-	"shutdown_grace":    true,
-	"history_retention": true,
+// TOLLGATE_ + the key in upper case, read as its kind.
+var envScalars = map[string]envKind{
+	"listen":            envString,
+	"store":             envString,
+	"limiter":           envString,
+	"limiter_prefix":    envString,
+	"limiter_failure":   envString,
+	"limiter_timeout":   envDuration,
+	"replicas":          envInt,
+	"admin_token":       envString,
+	"key_secret":        envString,
+	"key_prefix":        envString,
+	"error_profile":     envString,
+	"key_cache_ttl":     envDuration,
+	"lease_ttl":         envDuration,
+	"shutdown_grace":    envDuration,
+	"history_retention": envDuration,
 }
 
 // envProvider reads the overrides in environ (KEY=VALUE entries, as
@@ -58,22 +67,22 @@ func envValue(name, value string) (key string, v any, err error) {
 		return "", nil, nil
 	}
 	key = strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
-	if key == "replicas" {
-		n, err := strconv.Atoi(value)
-		if err != nil {
-			return "", nil, fmt.Errorf("%q is not a whole number", value)
+	if kind, ok := envScalars[key]; ok {
+		switch kind {
+		case envDuration:
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				return "", nil, fmt.Errorf("invalid duration %q (want e.g. \"30s\")", value)
+			}
+			return key, d, nil
+		case envInt:
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				return "", nil, fmt.Errorf("%q is not a whole number", value)
+			}
+			return key, n, nil
 		}
-		return key, n, nil
-	}
-	if isDuration, ok := envScalars[key]; ok {
-		if !isDuration {
-			return key, value, nil
-		}
-		d, err := time.ParseDuration(value)
-		if err != nil {
-			return "", nil, fmt.Errorf("invalid duration %q (want e.g. \"30s\")", value)
-		}
-		return key, d, nil
+		return key, value, nil
 	}
 	if code, ok := strings.CutPrefix(key, "error_statuses__"); ok {
 		if code == "" || strings.Contains(code, ".") {
