@@ -6,12 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/tollgate/tollgate"
+	"github.com/tollgate/tollgate/internal/tcpproxy"
 )
 
 // quiet drops go-redis's log lines (a failed dial each time the breaker
@@ -220,84 +220,6 @@ func TestBreakerTimeout(t *testing.T) {
 	}
 }
 
-// proxy is a TCP proxy that a test can cut and restore, standing in for
-// a Redis that goes away and comes back (without touching the shared
-// server).
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, target: target, addr: ln.Addr().String(), conns: map[net.Conn]bool{}}
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[up] = true, true
-			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-// cut closes the listener and every connection through the proxy.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// restore listens again on the same address.
-func (p *proxy) restore() {
-	var (
-		ln  net.Listener
-		err error
-	)
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			p.serve(ln)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
-}
-
 // TestBreakerRecovery cuts Redis away from a limiter and restores it: the
 // breaker opens, and the limiter serves again within 5 s of Redis coming
 // back, with the counters it had.
@@ -308,7 +230,11 @@ func TestBreakerRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, ro.Addr)
+	p, err := tcpproxy.Start(ro.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
 	direct := goredis.NewClient(ro)
 	ro, _ = goredis.ParseURL(url)
 	prefix := testPrefix(t)
@@ -316,7 +242,7 @@ func TestBreakerRecovery(t *testing.T) {
 		deleteKeys(t, direct, prefix)
 		direct.Close()
 	})
-	ro.Addr = p.addr
+	ro.Addr = p.Addr()
 	l, err := newLimiter(ro, Options{Prefix: prefix, Clock: ClockCaller, RateFailure: FailClosed,
 		BreakerThreshold: 3, BreakerCooldown: 200 * time.Millisecond})
 	if err != nil {
@@ -333,7 +259,7 @@ func TestBreakerRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.cut()
+	p.Cut()
 	for i := 0; !l.br.open(); i++ {
 		if i == 10 {
 			t.Fatal("breaker still closed after 10 failed calls")
@@ -345,7 +271,7 @@ func TestBreakerRecovery(t *testing.T) {
 		t.Error("Ready with Redis cut off: nil")
 	}
 
-	p.restore()
+	p.Restore()
 	back := time.Now()
 	for l.Ready(ctx) != nil {
 		if time.Since(back) > 5*time.Second {
