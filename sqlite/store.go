@@ -44,6 +44,7 @@ type Store struct {
 
 	write  *sql.DB
 	read   *sql.DB
+	ckpt   *checkpointer
 	access *sql.Stmt // prepared on read: the request path's lookup
 	// The ledger's inserts, prepared on write.
 	insertEvents, insertItems *inserter
@@ -75,9 +76,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// connections see it. synchronous=FULL keeps a commit durable on power
 	// loss (the default for WAL is build-dependent, so it is explicit).
 	// temp_store=memory keeps statement journals (multi-row inserts) off
-	// the disk.
+	// the disk. wal_autocheckpoint=0: the checkpointer below copies the
+	// WAL back in the background instead of the commit that crosses 1,000
+	// pages.
 	s.write, err = sql.Open("sqlite", base+sep+common+
-		"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(memory)")
+		"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_pragma=temp_store(memory)&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -119,6 +122,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare access: %w", err)
 	}
+	if s.ckpt, err = startCheckpointer(ctx, base+sep+common, checkpointInterval); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -141,6 +148,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close closes both connection pools.
 func (s *Store) Close() error {
 	var errs []error
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.close())
+	}
 	if s.access != nil {
 		errs = append(errs, s.access.Close())
 	}
