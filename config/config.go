@@ -43,6 +43,8 @@ const (
 	DefaultLeaseTTL         = 15 * time.Second
 	DefaultShutdownGrace    = 30 * time.Second
 	DefaultHistoryRetention = 30 * 24 * time.Hour
+	DefaultHistoryPath      = "/v1/history"
+	DefaultUsagePath        = "/v1/usage"
 	DefaultErrorProfile     = tollgate.ProfileTollgate
 	DefaultKeyPrefix        = tollgate.DefaultKeyPrefix
 	DefaultLimiterPrefix    = "tg:"
@@ -97,6 +99,12 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" koanf:"shutdown_grace"`
 	// HistoryRetention is how long history items are kept. Default: 720h.
 	HistoryRetention time.Duration `yaml:"history_retention" koanf:"history_retention"`
+	// HistoryPath is where the account API serves history: GET lists it,
+	// GET and DELETE HistoryPath/{id} one item. Default: /v1/history.
+	HistoryPath string `yaml:"history_path" koanf:"history_path"`
+	// UsagePath is where the account API serves usage (GET). Default:
+	// /v1/usage.
+	UsagePath string `yaml:"usage_path" koanf:"usage_path"`
 	// ErrorProfile is the deployment's error envelope (tollgate.ProfileNames).
 	ErrorProfile string `yaml:"error_profile" koanf:"error_profile"`
 	// ErrorStatuses remaps HTTP statuses per error code.
@@ -192,6 +200,8 @@ func defaults() Config {
 		LeaseTTL:         DefaultLeaseTTL,
 		ShutdownGrace:    DefaultShutdownGrace,
 		HistoryRetention: DefaultHistoryRetention,
+		HistoryPath:      DefaultHistoryPath,
+		UsagePath:        DefaultUsagePath,
 		ErrorProfile:     DefaultErrorProfile,
 	}
 }

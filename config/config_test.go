@@ -41,6 +41,8 @@ func TestLoadExample(t *testing.T) {
 		LeaseTTL:         15 * time.Second,
 		ShutdownGrace:    30 * time.Second,
 		HistoryRetention: 720 * time.Hour,
+		HistoryPath:      "/v1/history",
+		UsagePath:        "/v1/usage",
 		ErrorProfile:     "tollgate",
 		ErrorStatuses:    map[string]int{"missing_credential": 400},
 		Models: []ModelConfig{
@@ -142,6 +144,8 @@ plans:
 		LeaseTTL:         15 * time.Second,
 		ShutdownGrace:    30 * time.Second,
 		HistoryRetention: 720 * time.Hour,
+		HistoryPath:      "/v1/history",
+		UsagePath:        "/v1/usage",
 		ErrorProfile:     tollgate.ProfileTollgate,
 		Models:           []ModelConfig{{ID: "m", Route: "GET /m", Upstream: "https://models.internal", Timeout: tollgate.DefaultTimeout}},
 		Plans:            []PlanConfig{{ID: "p", RPM: 10}},
@@ -220,6 +224,8 @@ error_statuses:
 		LeaseTTL:         20 * time.Second,
 		ShutdownGrace:    0,
 		HistoryRetention: 720 * time.Hour,
+		HistoryPath:      "/v1/history",
+		UsagePath:        "/v1/usage",
 		ErrorProfile:     "code",
 		ErrorStatuses:    map[string]int{"missing_credential": 401, "quota_exceeded": 403, "rate_limit_exceeded": 503},
 	}
@@ -481,8 +487,59 @@ models:
 			"models[2].routes[1]: route \"GET /v1/jobs/{job}\" conflicts with models[2].routes[0] \"GET /v1/jobs/{id}\": GET /v1/jobs/{job} matches the same requests as GET /v1/jobs/{id}",
 			"models[4].route: route \"GET /v3/a/{y}\" conflicts with models[3].route \"GET /v3/{x}/b\": GET /v3/a/{y} and GET /v3/{x}/b both match some paths, like \"/v3/a/b\". But neither is more specific than the other.",
 			"models[5].route: route \"HEAD /{any}\" conflicts with tollgate's route \"GET /healthz\": HEAD /{any} matches fewer methods than GET /healthz, but has a more general path pattern",
-			"models[7].routes[0]: route \"GET /v1/usage\" conflicts with tollgate's route \"GET /v1/usage\": GET /v1/usage matches the same requests as GET /v1/usage",
-			"models[7].routes[2]: route \"DELETE /v1/history/{item}\" conflicts with tollgate's route \"DELETE /v1/history/{id}\": DELETE /v1/history/{item} matches the same requests as DELETE /v1/history/{id}",
+			"models[7].routes[0]: route \"GET /v1/usage\" conflicts with the account API's usage_path \"GET /v1/usage\": GET /v1/usage matches the same requests as GET /v1/usage",
+			"models[7].routes[2]: route \"DELETE /v1/history/{item}\" conflicts with the account API's history_path \"DELETE /v1/history/{id}\": DELETE /v1/history/{item} matches the same requests as DELETE /v1/history/{id}",
+		},
+	},
+	{
+		name: "account paths moved",
+		yaml: secrets + `
+history_path: /voice/history
+usage_path: /voice/usage
+models:
+  - {id: a, routes: ["GET /v1/history", "GET /v1/usage"], upstream: "http://u"}
+  - {id: b, route: "GET /voice/history/{item}", upstream: "http://u"}
+`,
+		want: []string{
+			"models[1].route: route \"GET /voice/history/{item}\" conflicts with the account API's history_path \"GET /voice/history/{id}\": GET /voice/history/{item} matches the same requests as GET /voice/history/{id}",
+		},
+	},
+	{
+		name: "account paths invalid",
+		yaml: secrets + `
+history_path: voice/history
+usage_path: /admin/usage
+`,
+		want: []string{
+			"history_path: \"voice/history\": want a path such as /v1/history",
+			"usage_path: path \"/admin/usage\" is reserved for tollgate (/admin, /healthz, /readyz, /metrics)",
+		},
+	},
+	{
+		name: "account path trailing slash",
+		yaml: secrets + `
+history_path: /h/
+`,
+		want: []string{
+			"history_path: \"/h/\": must not end with /",
+		},
+	},
+	{
+		name: "account path wildcard",
+		yaml: secrets + `
+history_path: "/v1/{x}"
+`,
+		want: []string{
+			"history_path: \"/v1/{x}\": want a fixed path, without wildcards, spaces, a query or escapes",
+		},
+	},
+	{
+		name: "account paths the same",
+		yaml: secrets + `
+usage_path: /v1/history
+`,
+		want: []string{
+			"usage_path: \"/v1/history\" is also history_path",
 		},
 	},
 	{

@@ -40,6 +40,8 @@ var envScalars = map[string]envKind{
 	"lease_ttl":         envDuration,
 	"shutdown_grace":    envDuration,
 	"history_retention": envDuration,
+	"history_path":      envString,
+	"usage_path":        envString,
 }
 
 // envProvider reads the overrides in environ (KEY=VALUE entries, as

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,9 +14,24 @@ var reservedPaths = []string{"/admin", "/healthz", "/readyz", "/metrics"}
 
 // reservedPatterns are tollgate's own fixed routes, as httpapi registers
 // them; a model route ServeMux finds in conflict with one is refused.
-// The account API's routes are here too (httpapi/account.go).
-var reservedPatterns = []string{"GET /healthz", "GET /readyz", "GET /metrics",
-	"GET /v1/history", "GET /v1/history/{id}", "DELETE /v1/history/{id}", "GET /v1/usage"}
+var reservedPatterns = []string{"GET /healthz", "GET /readyz", "GET /metrics"}
+
+// tollgateRoutes are tollgate's own routes: the fixed ones and the
+// account API's at the configured paths (httpapi/account.go).
+func (c *Config) tollgateRoutes() []route {
+	var out []route
+	for _, p := range reservedPatterns {
+		out = append(out, route{field: "tollgate's route", pattern: p})
+	}
+	// Invalid paths are reported by accountPath; ServeMux refuses the
+	// patterns they make, and routeConflicts skips those.
+	history, usage := cmp.Or(c.HistoryPath, DefaultHistoryPath), cmp.Or(c.UsagePath, DefaultUsagePath)
+	for _, p := range []string{"GET " + history, "GET " + history + "/{id}", "DELETE " + history + "/{id}"} {
+		out = append(out, route{field: "the account API's history_path", pattern: p})
+	}
+	out = append(out, route{field: "the account API's usage_path", pattern: "GET " + usage})
+	return out
+}
 
 // splitRoute splits "METHOD /path"; ok is false unless there are exactly
 // two fields.
@@ -97,14 +113,16 @@ type route struct {
 }
 
 // routeConflicts reports every route that repeats or conflicts with an
-// earlier one or with a reserved pattern, the way ServeMux would refuse it.
-func routeConflicts(routes []route) []*fieldError {
+// earlier one or with one of tollgate's own, the way ServeMux would refuse
+// it.
+func routeConflicts(routes, reserved []route) []*fieldError {
 	var errs []*fieldError
 	mux := http.NewServeMux()
 	var earlier []route
-	for _, p := range reservedPatterns {
-		mux.Handle(p, http.NotFoundHandler())
-		earlier = append(earlier, route{field: "tollgate's route", pattern: p})
+	for _, r := range reserved {
+		if register(mux, r.pattern) == nil {
+			earlier = append(earlier, r)
+		}
 	}
 	seen := make(map[string]string, len(routes))
 	for _, r := range routes {

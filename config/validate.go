@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -75,6 +76,11 @@ func (c *Config) problems() []*fieldError {
 	p.duration("lease_ttl", c.LeaseTTL, false)
 	p.duration("shutdown_grace", c.ShutdownGrace, true)
 	p.duration("history_retention", c.HistoryRetention, false)
+	p.accountPath("history_path", c.HistoryPath)
+	p.accountPath("usage_path", c.UsagePath)
+	if cmp.Or(c.HistoryPath, DefaultHistoryPath) == cmp.Or(c.UsagePath, DefaultUsagePath) {
+		p.addf("usage_path", "%q is also history_path", c.UsagePath)
+	}
 	p.profile("error_profile", c.ErrorProfile, false)
 	p.statuses("error_statuses", c.ErrorStatuses)
 	p.messages("error_messages", c.ErrorMessages)
@@ -87,7 +93,7 @@ func (c *Config) problems() []*fieldError {
 	for i := range c.Models {
 		routes = append(routes, p.model(i, &c.Models[i], models)...)
 	}
-	p = append(p, routeConflicts(routes)...)
+	p = append(p, routeConflicts(routes, c.tollgateRoutes())...)
 
 	plans := make(map[string]int, len(c.Plans))
 	for i, pl := range c.Plans {
@@ -257,6 +263,24 @@ func (p *problems) duration(field string, d time.Duration, zeroOK bool) {
 		p.addf(field, "%s: must not be negative", d)
 	case d == 0 && !zeroOK:
 		p.addf(field, "must be positive")
+	}
+}
+
+// accountPath checks a path the account API serves at: a fixed path (no
+// wildcards) outside tollgate's reserved ones; empty is the default.
+func (p *problems) accountPath(field, path string) {
+	switch {
+	case path == "":
+	case !strings.HasPrefix(path, "/") || path == "/":
+		p.addf(field, "%q: want a path such as /v1/history", path)
+	case strings.HasSuffix(path, "/"):
+		p.addf(field, "%q: must not end with /", path)
+	case strings.ContainsAny(path, "{} \t?#%"):
+		p.addf(field, "%q: want a fixed path, without wildcards, spaces, a query or escapes", path)
+	default:
+		if _, err := parseRoute("GET " + path); err != nil {
+			p.addf(field, "%v", err)
+		}
 	}
 }
 

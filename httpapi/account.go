@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,10 +23,11 @@ func (s *Server) registerAccount(mux *http.ServeMux) error {
 			errs = append(errs, fmt.Errorf("httpapi: account route conflicts with a model route: %w", err))
 		}
 	}
-	h("GET /v1/history", s.listHistory)
-	h("GET /v1/history/{id}", s.getHistory)
-	h("DELETE /v1/history/{id}", s.deleteHistory)
-	h("GET /v1/usage", s.getUsage)
+	history, usage := cmp.Or(s.HistoryPath, "/v1/history"), cmp.Or(s.UsagePath, "/v1/usage")
+	h("GET "+history, s.listHistory)
+	h("GET "+history+"/{id}", s.getHistory)
+	h("DELETE "+history+"/{id}", s.deleteHistory)
+	h("GET "+usage, s.getUsage)
 	return errors.Join(errs...)
 }
 

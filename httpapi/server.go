@@ -66,6 +66,10 @@ type Server struct {
 	Ready func(ctx context.Context) error
 	// HistoryRetention is how long history items are kept (zero: 30 days).
 	HistoryRetention time.Duration
+	// HistoryPath and UsagePath are where the account API serves history
+	// (GET the list, GET and DELETE HistoryPath/{id} one item) and usage
+	// (GET). Empty: /v1/history and /v1/usage.
+	HistoryPath, UsagePath string
 	// Broadcast, when set, tells the other replicas that admin state
 	// changed (keys, grants, plans, overrides, billing); each calls
 	// ForgetKeys on receipt. Nil: this replica only, and the others

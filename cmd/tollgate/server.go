@@ -150,6 +150,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Now:         m.Now,
 
 		HistoryRetention: c.HistoryRetention,
+		HistoryPath:      c.HistoryPath,
+		UsagePath:        c.UsagePath,
 	}
 	h, err := m.API.Handler()
 	if err != nil {
