@@ -126,8 +126,26 @@ type Error struct {
 	RetryAfter time.Duration
 	// Status overrides the profile's status for this one error (0: none).
 	Status int
-	Err    error
+	// Variant is a finer kind of Code that a profile may answer with a
+	// status of its own (VariantMalformed); "" for none.
+	Variant string
+	Err     error
 }
+
+// VariantMalformed marks a validation_error whose request is not well
+// formed: an empty body, one that is not JSON (or not multipart when it
+// says so), or one without a required field, as opposed to a well-formed
+// request with invalid values. Some APIs answer the two differently (seed
+// 003: 400 and 422); a profile remaps it under StatusKey.
+const VariantMalformed = "malformed"
+
+// StatusKey is the key a profile's Statuses remaps code's variant under:
+// "validation_error.malformed".
+func StatusKey(code Code, variant string) Code { return code + Code("."+variant) }
+
+// statusVariants are the variant keys a profile may remap, beside the
+// codes.
+var statusVariants = map[Code]bool{StatusKey(CodeValidationError, VariantMalformed): true}
 
 func (e *Error) Error() string {
 	msg := e.Message

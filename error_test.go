@@ -121,9 +121,35 @@ func TestRetryAfterSeconds(t *testing.T) {
 }
 
 func TestValidateStatuses(t *testing.T) {
-	errs := tollgate.ValidateStatuses(map[tollgate.Code]int{"nope": 400, tollgate.CodeConflict: 200})
-	if len(errs) != 2 {
-		t.Errorf("got %d errors, want 2: %v", len(errs), errs)
+	errs := tollgate.ValidateStatuses(map[tollgate.Code]int{"nope": 400, tollgate.CodeConflict: 200,
+		"validation_error.malformed": 400, "validation_error.other": 400, "conflict.malformed": 400})
+	if len(errs) != 4 {
+		t.Errorf("got %d errors, want 4 (nope, 200, two unknown variants): %v", len(errs), errs)
+	}
+}
+
+// TestVariantStatus: a variant's own remap wins over its code's; without
+// one, the variant answers as its code.
+func TestVariantStatus(t *testing.T) {
+	malformed := &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed}
+	invalid := &tollgate.Error{Code: tollgate.CodeValidationError}
+	split := tollgate.Profile{Statuses: map[tollgate.Code]int{"validation_error.malformed": 400}}
+	moved := tollgate.Profile{Statuses: map[tollgate.Code]int{tollgate.CodeValidationError: 400}}
+	for _, tt := range []struct {
+		name string
+		p    tollgate.Profile
+		e    *tollgate.Error
+		want int
+	}{
+		{"split, malformed", split, malformed, 400},
+		{"split, invalid", split, invalid, 422},
+		{"code remap, malformed", moved, malformed, 400},
+		{"code remap, invalid", moved, invalid, 400},
+		{"catalog, malformed", tollgate.Profile{}, malformed, 422},
+	} {
+		if got := tt.p.Status(tt.e); got != tt.want {
+			t.Errorf("%s: Status = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }
 

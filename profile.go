@@ -47,6 +47,11 @@ func (p Profile) Status(e *Error) int {
 	if e.Status != 0 {
 		return e.Status
 	}
+	if e.Variant != "" {
+		if s, ok := p.Statuses[StatusKey(e.Code, e.Variant)]; ok {
+			return s
+		}
+	}
 	if s, ok := p.Statuses[e.Code]; ok {
 		return s
 	}
@@ -166,12 +171,13 @@ type codeBody struct {
 	Code  Code   `json:"code"`
 }
 
-// ValidateStatuses reports every remap that is not a known code with an
-// error status (400–599).
+// ValidateStatuses reports every remap that is not a known code (or
+// variant key, such as "validation_error.malformed") with an error status
+// (400–599).
 func ValidateStatuses(m map[Code]int) []error {
 	var errs []error
 	for c, s := range m {
-		if !Known(c) {
+		if !Known(c) && !statusVariants[c] {
 			errs = append(errs, fmt.Errorf("unknown error code %q", c))
 		}
 		if s < 400 || s > 599 {

@@ -65,11 +65,12 @@ func (s *Server) authenticate(ctx context.Context, key string) (*tollgate.Access
 	s.Hasher.HashTo(&hash, key)
 	access, err := s.cache.get(hash[:], now)
 	if err == nil && access == nil {
+		gen := s.cache.gen.Load()
 		access, err = s.resolve(ctx, key, hash[:], now)
 		if err != nil && tollgate.ErrorCode(err) != tollgate.CodeInvalidCredential {
 			return nil, err // store trouble is not cached
 		}
-		s.cache.put(string(hash[:]), access, err, now)
+		s.cache.put(string(hash[:]), access, err, now, gen)
 	}
 	if err != nil {
 		return nil, err
@@ -138,9 +139,12 @@ type accessCache struct {
 	ttl    time.Duration
 	shards [32]accessShard
 
-	imported    atomic.Pointer[importedEntry]
-	importedMu  sync.Mutex    // one store read at a time refreshes imported
-	importedGen atomic.Uint64 // bumped by clear: a read begun before is not kept
+	imported   atomic.Pointer[importedEntry]
+	importedMu sync.Mutex // one store read at a time refreshes imported
+	// gen is bumped by clear: a store read begun before a clear (an admin
+	// change, a revocation broadcast) is not kept, or a key revoked while
+	// its lookup was in flight would stay trusted for a whole TTL.
+	gen atomic.Uint64
 }
 
 type importedEntry struct {
@@ -159,12 +163,12 @@ func (c *accessCache) importedKeys(ctx context.Context, store tollgate.Store, no
 	if e := c.imported.Load(); e != nil && now.Before(e.expires) {
 		return e.n, nil
 	}
-	gen := c.importedGen.Load()
+	gen := c.gen.Load()
 	n, err := store.CountImportedKeys(ctx, now)
 	if err != nil {
 		return tollgate.ImportedKeys{}, err
 	}
-	if c.importedGen.Load() == gen {
+	if c.gen.Load() == gen {
 		c.imported.Store(&importedEntry{n: n, expires: now.Add(c.ttl)})
 	}
 	return n, nil
@@ -205,10 +209,17 @@ func (c *accessCache) get(hash []byte, now time.Time) (*tollgate.Access, error) 
 	return e.access, e.err
 }
 
-func (c *accessCache) put(hash string, a *tollgate.Access, err error, now time.Time) {
+// put caches a store read that began at generation gen, unless the cache
+// was cleared since (the read may predate the change that cleared it).
+func (c *accessCache) put(hash string, a *tollgate.Access, err error, now time.Time, gen uint64) {
 	sh := c.shard(hash[0])
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	// clear bumps gen before it takes the shard locks: either this sees
+	// the new gen, or clear removes the entry after it is stored.
+	if c.gen.Load() != gen {
+		return
+	}
 	if len(sh.m) > 10000 {
 		for k, e := range sh.m {
 			if !now.Before(e.expires) {
@@ -222,7 +233,7 @@ func (c *accessCache) put(hash string, a *tollgate.Access, err error, now time.T
 // clear forgets every entry: admin changes (revoke, grants, plans) apply to
 // the next request.
 func (c *accessCache) clear() {
-	c.importedGen.Add(1)
+	c.gen.Add(1)
 	c.imported.Store(nil)
 	for i := range c.shards {
 		sh := &c.shards[i]

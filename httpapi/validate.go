@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/audio"
@@ -293,7 +294,7 @@ func rawAudioOptions(ct, mt string, params map[string]string) (audio.Options, er
 // the other parts are read through.
 func probeMultipart(body io.Reader, mt string, params map[string]string, field string) (audio.Info, error) {
 	if mt != "multipart/form-data" || params["boundary"] == "" {
-		return audio.Info{}, &tollgate.Error{Code: tollgate.CodeValidationError,
+		return audio.Info{}, &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed,
 			Message: fmt.Sprintf("Send multipart/form-data with the audio in the %q field.", field)}
 	}
 	mr := multipart.NewReader(body, params["boundary"])
@@ -325,7 +326,7 @@ func probeMultipart(body io.Reader, mt string, params map[string]string, field s
 		}
 	}
 	if !found {
-		return audio.Info{}, &tollgate.Error{Code: tollgate.CodeValidationError,
+		return audio.Info{}, &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed,
 			Message: fmt.Sprintf("The multipart field %q with the audio file is missing.", field),
 			Details: map[string]any{"errors": []map[string]string{{"field": field, "reason": "required"}}}}
 	}
@@ -337,7 +338,7 @@ func malformedMultipart(err error) error {
 	if errors.As(err, &te) {
 		return te
 	}
-	return &tollgate.Error{Code: tollgate.CodeValidationError, Message: "The multipart body is malformed.",
+	return &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed, Message: "The multipart body is malformed.",
 		Err: fmt.Errorf("multipart: %w", err)}
 }
 
@@ -386,15 +387,16 @@ func (ir *inputRules) validateJSON(r *http.Request, body *capReader) (tollgate.F
 		return facts, nop, readErr(err)
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return facts, nop, &tollgate.Error{Code: tollgate.CodeValidationError, Message: "The request body is empty; send a JSON object.",
+		return facts, nop, &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed, Message: "The request body is empty; send a JSON object.",
 			Details: map[string]any{"errors": []map[string]string{{"pointer": "", "message": "empty body"}}}}
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		return facts, nop, &tollgate.Error{Code: tollgate.CodeValidationError, Message: "The request body is not valid JSON.",
+		return facts, nop, &tollgate.Error{Code: tollgate.CodeValidationError, Variant: tollgate.VariantMalformed, Message: "The request body is not valid JSON.",
 			Details: map[string]any{"errors": []map[string]string{{"pointer": "", "message": jsonSyntax(raw)}}}}
 	}
 	var violations []map[string]any
+	missing := false // a required property is absent: the request is malformed
 	if ir.schema != nil {
 		if err := ir.schema.Validate(doc); err != nil {
 			var ve *jsonschema.ValidationError
@@ -403,6 +405,9 @@ func (ir *inputRules) validateJSON(r *http.Request, body *capReader) (tollgate.F
 			}
 			for _, leaf := range leaves(ve) {
 				violations = append(violations, map[string]any{"pointer": pointer(leaf.InstanceLocation), "message": leafMessage(leaf)})
+				if _, ok := leaf.ErrorKind.(*kind.Required); ok {
+					missing = true
+				}
 			}
 		}
 	}
@@ -430,6 +435,9 @@ func (ir *inputRules) validateJSON(r *http.Request, body *capReader) (tollgate.F
 	}
 	if len(violations) > 0 {
 		e := &tollgate.Error{Code: tollgate.CodeValidationError, Details: map[string]any{"errors": violations}}
+		if missing {
+			e.Variant = tollgate.VariantMalformed
+		}
 		if first != nil {
 			e.Message = fmt.Sprintf("Text exceeds maximum length of %d characters.", first["max_length"])
 			e.Details["length"], e.Details["max_length"] = first["length"], first["max_length"]

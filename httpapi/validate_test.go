@@ -273,3 +273,30 @@ func TestJSONValidation(t *testing.T) {
 		t.Errorf("facts.Characters = %d, want 5", seen.facts.Characters)
 	}
 }
+
+// TestMalformedStatus: a profile that remaps validation_error.malformed
+// answers a request that is not well formed (empty, not JSON, a required
+// field missing, not multipart or without its file) with that status,
+// and a well-formed one with invalid values with validation_error's.
+func TestMalformedStatus(t *testing.T) {
+	schema := []byte(`{"type":"object","required":["text"],"properties":{"text":{"type":"string"},"speed":{"type":"number","minimum":0.5}}}`)
+	statuses := map[tollgate.Code]int{tollgate.StatusKey(tollgate.CodeValidationError, tollgate.VariantMalformed): 400}
+	models := []*tollgate.Model{
+		{ID: "tts", Method: "POST", Path: "/tts", Statuses: statuses, Input: &tollgate.Input{
+			Schema: schema, MaxLength: map[string]int{"/text": 200}, TextField: "/text"}},
+		{ID: "stt", Method: "POST", Path: "/stt", Statuses: statuses, Input: &tollgate.Input{
+			Audio: &tollgate.AudioInput{Field: "file", MinSeconds: 0.5}}},
+	}
+	h, key, seen := newValidatingServer(t, models)
+	run(t, h, key, seen, []call{
+		{"not JSON", "/tts", "application/json", []byte(`{"text":`), 400, "validation_error"},
+		{"empty", "/tts", "application/json", nil, 400, "validation_error"},
+		{"missing field", "/tts", "application/json", []byte(`{"speed":1}`), 400, "validation_error"},
+		{"missing and invalid", "/tts", "application/json", []byte(`{"speed":0.1}`), 400, "validation_error"},
+		{"invalid type", "/tts", "application/json", []byte(`{"text":5}`), 422, "validation_error"},
+		{"invalid value", "/tts", "application/json", []byte(`{"text":"x","speed":0.1}`), 422, "validation_error"},
+		{"too long", "/tts", "application/json", []byte(`{"text":"` + strings.Repeat("a", 201) + `"}`), 422, "validation_error"},
+		{"not multipart", "/stt", "application/json", []byte(`{}`), 400, "validation_error"},
+		{"ok", "/tts", "application/json", []byte(`{"text":"hello"}`), 200, ""},
+	})
+}

@@ -115,13 +115,16 @@ func TestConformanceTTS(t *testing.T) {
 				map[string]any{"code": 422.0, "error": "/text: got number, want string"})
 		})
 	})
-	t.Run("003 400 missing required fields answers 422", func(t *testing.T) {
-		// The seed answers a missing field 400 and invalid data 422;
-		// tollgate has one validation_error for both, so both are 422.
+	t.Run("003 400 missing required fields or not JSON", func(t *testing.T) {
+		// validation_error.malformed: 400 splits the seed's 400 from its
+		// 422 (valid JSON, invalid data).
 		e.notForwarded(t, func() {
 			r := e.call("POST", "/v1/tts", bearer(key), []byte(`{"voice_id":"voice_1"}`))
-			wantError(t, r, 422, map[string]string{"error": jsonString, "code": jsonNumber, "details": jsonObject},
-				map[string]any{"code": 422.0, "error": "body: missing property 'text'"})
+			wantError(t, r, 400, map[string]string{"error": jsonString, "code": jsonNumber, "details": jsonObject},
+				map[string]any{"code": 400.0, "error": "body: missing property 'text'"})
+			r = e.call("POST", "/v1/tts", bearer(key), []byte(`{"text": "unterminated`))
+			wantError(t, r, 400, map[string]string{"error": jsonString, "code": jsonNumber, "details": jsonObject},
+				map[string]any{"code": 400.0, "error": "The request body is not valid JSON."})
 		})
 	})
 
