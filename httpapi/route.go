@@ -167,7 +167,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 		if status >= 400 {
 			// The model refused the input (or is unavailable and said
 			// so): nothing is charged, but the generation is history.
-			item := rt.historyItem(access, requestID, facts, s.now())
+			item := rt.historyItem(access, requestID, facts, now)
 			item.Status, item.Output = status, outputSummary(status, header)
 			if err := s.ledger.commit(nil, item); err != nil {
 				s.logger().Error("history: record upstream refusal", "request_id", requestID, "err", err)
@@ -181,8 +181,12 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, requestID string)
 			}
 		}
 		cost := actual * m.Meter.Price
+		// Stamped with the admission time: the event belongs to the month
+		// its reservation was made in, or a request answered after
+		// midnight on a month's last day would be counted in one month and
+		// rebuilt from the ledger into the next.
 		ev := &tollgate.UsageEvent{RequestID: requestID, OrgID: access.Org.ID, KeyID: access.Key.ID, Model: m.ID,
-			Unit: m.Meter.UnitOrDefault(), Quantity: actual, Credits: cost, Time: s.now().UTC()}
+			Unit: m.Meter.UnitOrDefault(), Quantity: actual, Credits: cost, Time: now.UTC()}
 		if res := held.got.Reservation; res != nil && res.Free {
 			ev.FreeCredits = cost
 		}

@@ -268,7 +268,7 @@ func (sr *streamRoute) open(w http.ResponseWriter, r *http.Request, requestID st
 	}
 	facts.Summary = params.String()
 	// Admit: the first chunk of audio reserved, and the concurrency slot.
-	st := &stream{route: sr, s: s, id: requestID, cred: cred, access: access, params: params, facts: facts}
+	st := &stream{route: sr, s: s, id: requestID, cred: cred, access: access, params: params, facts: facts, start: now}
 	held, reserved, err := sr.admit(ctx, st, now)
 	if err != nil {
 		sr.recordFailure(access, requestID, facts, err, now)

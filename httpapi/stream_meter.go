@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/tollgate/tollgate"
 )
@@ -19,6 +20,7 @@ import (
 type streamMeter struct {
 	s      *Server
 	budget *tollgate.Budget // nil: nothing is reserved
+	start  time.Time        // the stream's admission: its chunks are reserved in its month
 	params streamParams
 	price  float64
 	chunk  float64 // seconds per reservation
@@ -45,7 +47,7 @@ const epsilon = 1e-9
 
 func newStreamMeter(s *Server, st *stream, reserved float64) *streamMeter {
 	m := st.model()
-	sm := &streamMeter{s: s, budget: st.budget, params: st.params, price: m.Meter.Price, chunk: m.Stream.Chunk(),
+	sm := &streamMeter{s: s, budget: st.budget, start: st.start, params: st.params, price: m.Meter.Price, chunk: m.Stream.Chunk(),
 		first: reserved, reserved: reserved}
 	if r := st.adm.got.Reservation; r != nil {
 		sm.firstFree = r.Free
@@ -110,7 +112,7 @@ func (m *streamMeter) prefetch() {
 func (m *streamMeter) reserve() (tollgate.Reservation, error) {
 	seconds := m.chunk
 	for attempt := 0; ; attempt++ {
-		res, err := m.s.Quota.Reserve(context.Background(), *m.budget, seconds*m.price, seconds, m.s.now())
+		res, err := m.s.Quota.Reserve(context.Background(), *m.budget, seconds*m.price, seconds, m.start)
 		if err == nil {
 			return res, nil
 		}

@@ -27,6 +27,10 @@ import (
 // settled and the lease released, and only then is the client told, with
 // the cause's close code.
 type stream struct {
+	// start is the admission time: the stream's usage belongs to its
+	// month (every chunk is reserved in it, and its ledger event is
+	// stamped with it), however long the stream runs.
+	start time.Time
 	route *streamRoute
 	s     *Server
 	id    string
@@ -441,7 +445,7 @@ func (st *stream) finish() {
 func (st *stream) settle(sent int64, e streamEnd) {
 	s, m := st.s, st.model()
 	st.meter.drain()
-	now := s.now().UTC()
+	now := st.start.UTC() // the month the stream's usage was reserved in
 	seconds := st.params.Seconds(sent)
 	ev := &tollgate.UsageEvent{RequestID: st.id, OrgID: st.access.Org.ID, KeyID: st.access.Key.ID, Model: m.ID,
 		Unit: tollgate.UnitAudioSeconds, Quantity: seconds, Credits: seconds * m.Meter.Price, Time: now}

@@ -419,3 +419,28 @@ func TestUnlimitedBudgetStillCounted(t *testing.T) {
 		return g.usage("acme")["balance"].(map[string]any)["month_credits"] == 4.5
 	})
 }
+
+// TestMonthBoundary: a request admitted just before midnight on a month's
+// last day and answered after it is the admission month's, in the ledger
+// as in the counters its reservation was taken from (a rebuild from the
+// ledger must give the same months).
+func TestMonthBoundary(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	_, key, _ := g.newOrg("acme", "basic", []string{"slow-ok"}, nil)
+	now := g.clock.Now().UTC()
+	next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	g.clock.Advance(next.Sub(now) - 300*time.Millisecond)
+	r := g.do("POST", "/v1/slow-ok?ms=700", map[string]string{"X-API-Key": key}, "")
+	if r.Status != 200 {
+		t.Fatalf("slow-ok: %d %s", r.Status, r.Body)
+	}
+	if after := g.clock.Now(); after.Before(next) {
+		t.Fatalf("answered at %v, before midnight: the test did not cross it", after)
+	}
+	last := next.AddDate(0, -1, 0).Format("2006-01-02")
+	old := g.admin("GET", "/admin/orgs/acme/usage?group_by=model&from="+last, nil, 200)
+	cur := g.usage("acme") // this month, which began while the request ran
+	if requestsOf(old) != 1 || requestsOf(cur) != 0 {
+		t.Errorf("requests from %s: %d, this month: %d; want 1 and 0 (the admission's month)", last, requestsOf(old), requestsOf(cur))
+	}
+}
