@@ -234,8 +234,11 @@ func (ir *inputRules) validateAudio(r *http.Request, body *capReader) (facts tol
 	}
 	if errors.Is(err, audio.ErrEmpty) {
 		// An empty file holds no samples, like a stripped one: seed 000
-		// answers both audio_too_short (and 002's 400 is a remap).
-		err = noSamples(a, 0)
+		// answers both audio_too_short (and 002's 400 is a remap); the
+		// message says which it was.
+		err = &tollgate.Error{Code: tollgate.CodeAudioTooShort,
+			Message: "The upload is empty: it holds no audio samples.",
+			Details: map[string]any{"bytes": 0, "min_seconds": a.Min(), "has_samples": false}}
 	}
 	if err != nil {
 		return facts, nop, readErr(err)

@@ -80,8 +80,7 @@ func TestConformanceDubbing(t *testing.T) {
 		for _, path := range []string{"/voice/dub", "/voice/stt", "/voice/clone"} {
 			e.notForwarded(t, func() {
 				r := upload(path, bearer(key), "empty.mp4", nil)
-				wantError(t, r, 400, detail, map[string]any{
-					"detail": "The file holds no audio samples (empty, metadata only, or the audio track was stripped)."})
+				wantError(t, r, 400, detail, map[string]any{"detail": "The upload is empty: it holds no audio samples."})
 			})
 		}
 		e.notForwarded(t, func() {

@@ -203,15 +203,18 @@ func TestConformanceVoicePlatform(t *testing.T) {
 	})
 	t.Run("000 422 empty files and files without samples", func(t *testing.T) {
 		const noSamples = "The file holds no audio samples (empty, metadata only, or the audio track was stripped)."
-		for name, data := range map[string][]byte{
-			"empty":                      nil,
-			"header only":                sineWAV(16000, 0, 440),
-			"claims 10 s, holds nothing": emptyWAV(320000),
+		for name, tc := range map[string]struct {
+			data []byte
+			want string
+		}{
+			"empty":                      {nil, "The upload is empty: it holds no audio samples."},
+			"header only":                {sineWAV(16000, 0, 440), noSamples},
+			"claims 10 s, holds nothing": {emptyWAV(320000), noSamples},
 		} {
 			t.Run(name, func(t *testing.T) {
 				e.notForwarded(t, func() {
-					r := upload("/deepfake/batch", withKey(key), "a.wav", data)
-					wantError(t, r, 422, detail, map[string]any{"detail": noSamples})
+					r := upload("/deepfake/batch", withKey(key), "a.wav", tc.data)
+					wantError(t, r, 422, detail, map[string]any{"detail": tc.want})
 				})
 			})
 		}
