@@ -102,6 +102,11 @@ type mp4Track struct {
 	codec     string
 	rate      int
 	channels  int
+	// coreRate is an AAC track's AudioSpecificConfig sampling rate: the
+	// rate the decoder runs at (its frames are 1024 or 960 samples of
+	// it), unlike the sample table and the timescale, which nothing
+	// decoding the audio reads.
+	coreRate int
 
 	sttsSamples int64
 	sttsTicks   int64
@@ -191,7 +196,8 @@ func probeMP4(br *bufio.Reader) (Info, error) {
 	if info.SampleRate == 0 && t.timescale < 1e7 {
 		info.SampleRate = int(t.timescale)
 	}
-	ticks := satAdd(t.ticks(p.present(t)), p.fragTotal)
+	k := p.present(t)
+	ticks := satAdd(aacBounded(t, k, t.ticks(k)), p.fragTotal)
 	// The edit list's priming (AAC 1024 or 2112 samples, Opus 312) is not
 	// audio; at most 0.1 s of it is trusted, so a forged edit cannot
 	// make a file free.
@@ -201,6 +207,21 @@ func probeMP4(br *bufio.Reader) (Info, error) {
 	info.Duration = framesDuration(ticks, t.timescale)
 	info.HasSamples = info.Duration > 0
 	return info, nil
+}
+
+// aacBounded holds an AAC track's duration to what its k frames can
+// hold: 960 to 1024 samples each at the AudioSpecificConfig's rate. The
+// sample table's durations and the timescale are metadata a decoder does
+// not use, so a forged stts or mdhd could otherwise buy a shorter (or
+// longer) charge for the same audio. HE-AAC decodes twice the samples
+// at twice the rate: the same time per frame.
+func aacBounded(t *mp4Track, k, ticks int64) int64 {
+	if t.codec != "aac" || t.coreRate <= 0 || t.timescale <= 0 || k <= 0 {
+		return ticks
+	}
+	lo := mulDiv(satMul(k, 960), t.timescale, int64(t.coreRate))
+	hi := mulDiv(satMul(k, 1024), t.timescale, int64(t.coreRate))
+	return min(max(ticks, lo), hi)
 }
 
 // present returns how many of the track's samples (by its sample table)
@@ -532,6 +553,7 @@ func (p *mp4Parser) esds(b []byte) {
 		return
 	}
 	if rate, ch, ok := parseASC(asc); ok {
+		t.coreRate = rate
 		if t.rate == 0 {
 			t.rate = rate
 		}

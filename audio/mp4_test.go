@@ -44,6 +44,24 @@ func mp4aEntry(rate uint32, channels uint16) []byte {
 	return box("mp4a", make([]byte, 6), u16(1), u16(0), u16(0), u32(0), u16(channels), u16(16), u16(0), u16(0), u32(rate<<16))
 }
 
+// mp4aASC is an mp4a entry with an esds whose AudioSpecificConfig says
+// AAC-LC at ascRate (one of the ADTS rates), mono; the entry itself says
+// entryRate.
+func mp4aASC(entryRate, ascRate uint32) []byte {
+	idx := 0
+	for i, r := range adtsRates {
+		if uint32(r) == ascRate {
+			idx = i
+		}
+	}
+	asc := u16(uint16(2<<11 | idx<<7 | 1<<3)) // AOT 2, rate index, 1 channel
+	dsi := cat([]byte{0x05, byte(len(asc))}, asc)
+	dcd := cat([]byte{0x04, byte(13 + len(dsi)), 0x40, 0x15}, make([]byte, 11), dsi)
+	es := cat([]byte{0x03, byte(3 + len(dcd))}, u16(1), []byte{0}, dcd)
+	return box("mp4a", make([]byte, 6), u16(1), u16(0), u16(0), u32(0), u16(1), u16(16), u16(0), u16(0), u32(entryRate<<16),
+		fullBox("esds", 0, es))
+}
+
 func (s mp4Spec) build() []byte {
 	if s.handler == "" {
 		s.handler = "soun"
@@ -162,6 +180,22 @@ func TestProbeMP4(t *testing.T) {
 	} else {
 		binary.BigEndian.PutUint32(forged[i+4+4+8+4:], 16000*3600) // duration: an hour
 	}
+	// A sample table or timescale a decoder never reads must not change
+	// the charge: the AAC frames are what is there.
+	shortStts := bytes.Clone(formatFixture(t, "mp4_aac.m4a"))
+	if i := bytes.Index(shortStts, []byte("stts")); i < 0 {
+		t.Fatal("no stts in the fixture")
+	} else {
+		for n, e := 0, i+12; n < int(binary.BigEndian.Uint32(shortStts[i+8:])); n, e = n+1, e+8 {
+			binary.BigEndian.PutUint32(shortStts[e+4:], binary.BigEndian.Uint32(shortStts[e+4:])/16)
+		}
+	}
+	fastClock := bytes.Clone(formatFixture(t, "mp4_aac.m4a"))
+	if i := bytes.Index(fastClock, []byte("mdhd")); i < 0 {
+		t.Fatal("no mdhd in the fixture")
+	} else {
+		binary.BigEndian.PutUint32(fastClock[i+16:], 16000*16) // timescale
+	}
 	mdat := bytes.Index(faststart, []byte("mdat"))
 	variable := make([]uint32, 10000) // more samples than the checkpoints hold
 	var cut, cutSamples int
@@ -180,6 +214,8 @@ func TestProbeMP4(t *testing.T) {
 	testFormatCases(t, []formatCase{
 		// fixtures made by ffmpeg (testdata/README.md)
 		{name: "ffmpeg moov after mdat", in: formatFixture(t, "mp4_aac.m4a"), want: aac(16000), tol: frame},
+		{name: "forged stts: deltas ÷ 16", in: shortStts, want: aac(16000), tol: 70 * time.Millisecond},
+		{name: "forged mdhd: timescale × 16", in: fastClock, want: aac(16000), tol: 70 * time.Millisecond},
 		{name: "ffmpeg faststart", in: faststart, want: aac(16000), tol: frame},
 		{name: "ffmpeg fragmented", in: formatFixture(t, "mp4_aac_frag.mp4"), want: aac(16000), tol: frame},
 		{name: "ffmpeg Opus", in: formatFixture(t, "mp4_opus.mp4"),
@@ -199,6 +235,10 @@ func TestProbeMP4(t *testing.T) {
 		{name: "co64 and 64-bit mdat size", in: mp4Spec{co64: true, largeMdat: true}.build(), want: aac(50 * 1024)},
 		{name: "edit list priming", in: mp4Spec{priming: 1024}.build(), want: aac(49 * 1024)},
 		{name: "forged priming: at most 0.1 s", in: mp4Spec{priming: 1 << 30}.build(), want: aac(50*1024 - 1600)},
+		{name: "ASC: stts as the frames say", in: mp4Spec{entry: mp4aASC(16000, 16000)}.build(), want: aac(50 * 1024)},
+		{name: "ASC: stts deltas of 64 buy nothing", in: mp4Spec{entry: mp4aASC(16000, 16000), delta: 64}.build(), want: aac(50 * 960)},
+		{name: "ASC: stts deltas of 1<<20 cost nothing more", in: mp4Spec{entry: mp4aASC(16000, 16000), delta: 1 << 20}.build(), want: aac(50 * 1024)},
+		{name: "ASC at 8 kHz under an entry and stts saying 16 kHz: at least 960 samples a frame", in: mp4Spec{entry: mp4aASC(16000, 8000), delta: 1024}.build(), want: aac(50 * 1920)},
 		{name: "stereo 44.1 kHz entry", in: mp4Spec{entry: mp4aEntry(44100, 2)}.build(),
 			want: Info{Format: MP4, Codec: "aac", SampleRate: 44100, Channels: 2, HasSamples: true, Duration: framesDuration(50*1024, 16000)}},
 		{name: "no samples", in: mp4Spec{sizes: []uint32{}}.build(), want: Info{Format: MP4, Codec: "aac", SampleRate: 16000, Channels: 1}},

@@ -125,14 +125,13 @@ type webmParser struct {
 	lace       [256]int64
 
 	// measurement of the audio track's blocks
-	blocks    int64
-	packets   int64
-	samples   int64 // sum of exact block samples
-	exact     bool  // every block's samples were known
-	firstTS   int64
-	lastTS    int64
-	last      mkvBlockInfo
-	discardNs int64
+	blocks  int64
+	packets int64
+	samples int64 // sum of exact block samples
+	exact   bool  // every block's samples were known
+	firstTS int64
+	lastTS  int64
+	last    mkvBlockInfo
 }
 
 var errEBML = errors.New("bad EBML")
@@ -187,7 +186,10 @@ func (p *webmParser) duration() time.Duration {
 		if p.opus {
 			s -= p.opusPreSkip()
 		}
-		s -= mulDiv(p.discardNs, rate, int64(time.Second))
+		// DiscardPadding trims the padding of the stream's last block:
+		// only the last block's counts, and at most its own samples, so a
+		// forged padding on every block cannot make the audio free.
+		s -= min(mulDiv(p.last.discard, rate, int64(time.Second)), max(p.last.samples, 0))
 		return framesDuration(s, rate)
 	}
 	span := satMul(p.lastTS-p.firstTS, p.scale)
@@ -208,6 +210,14 @@ func (p *webmParser) duration() time.Duration {
 			d = limit
 		}
 	}
+	if n := p.minPacketSamples(); n > 0 && rate > 0 {
+		// A Vorbis stream's first packet decodes to nothing.
+		packets := p.packets
+		if mkvCodecName(p.track.codec(), 0) == "vorbis" {
+			packets--
+		}
+		d = max(d, int64(framesDuration(satMul(max(packets, 0), n), rate)))
+	}
 	return time.Duration(d)
 }
 
@@ -225,7 +235,28 @@ func (p *webmParser) opusPreSkip() int64 {
 
 // vorbisMaxBlock is blocksize_1 from the Vorbis identification header in
 // a Xiph-laced CodecPrivate, 0 when absent.
-func (p *webmParser) vorbisMaxBlock() int64 {
+func (p *webmParser) vorbisMaxBlock() int64 { return p.vorbisBlock(true) }
+
+// minPacketSamples is the fewest samples one packet of the track's codec
+// decodes to (0 when unknown): AAC 960, MP3 576, Vorbis half its short
+// block. The block timestamps (and the TimecodeScale they are read with)
+// are metadata a decoder does not need, so the packets present set a
+// floor under the duration they claim.
+func (p *webmParser) minPacketSamples() int64 {
+	switch mkvCodecName(p.track.codec(), 0) {
+	case "aac":
+		return 960
+	case "mp3":
+		return 576
+	case "vorbis":
+		return p.vorbisBlock(false) / 2
+	}
+	return 0
+}
+
+// vorbisBlock is the Vorbis identification header's long (or short)
+// block size, 0 when there is none.
+func (p *webmParser) vorbisBlock(long bool) int64 {
 	t := &p.track
 	if t.codec() != "A_VORBIS" {
 		return 0
@@ -247,6 +278,9 @@ func (p *webmParser) vorbisMaxBlock() int64 {
 		return 0
 	}
 	e := h[o+28] >> 4
+	if !long {
+		e = h[o+28] & 0x0F
+	}
 	if e < 6 || e > 13 {
 		return 0
 	}
@@ -607,7 +641,6 @@ func (p *webmParser) commit(b mkvBlockInfo) {
 	} else {
 		p.exact = false
 	}
-	p.discardNs = satAdd(p.discardNs, b.discard)
 }
 
 func (p *webmParser) push(id uint32, end int64) error {

@@ -193,6 +193,18 @@ func TestProbeWebM(t *testing.T) {
 			simpleBlock(1, 0, opusPacket(0xF8)),
 			ebml(mkvBlockGroup, ebml(mkvBlock, mkvBlockBody(1, 20, opusPacket(0xF8))), ebmlUint(mkvDiscardPadding, 10000000)), // 10 ms
 		)), want: opus(2*960 - 480 - 312)},
+		{name: "forged DiscardPadding on every block: only the last block's counts", in: webmDoc(0, opusTrack, ebml(mkvCluster,
+			ebmlUint(mkvTimecode, 0),
+			ebml(mkvBlockGroup, ebml(mkvBlock, mkvBlockBody(1, 0, opusPacket(0xF8))), ebmlUint(mkvDiscardPadding, 900000000)),
+			ebml(mkvBlockGroup, ebml(mkvBlock, mkvBlockBody(1, 20, opusPacket(0xF8))), ebmlUint(mkvDiscardPadding, 900000000)),
+			ebml(mkvBlockGroup, ebml(mkvBlock, mkvBlockBody(1, 40, opusPacket(0xF8))), ebmlUint(mkvDiscardPadding, 10000000)), // 10 ms
+		)), want: opus(3*960 - 480 - 312)},
+		{name: "forged DiscardPadding longer than its block trims the block at most", in: webmDoc(0, opusTrack, ebml(mkvCluster,
+			ebmlUint(mkvTimecode, 0),
+			simpleBlock(1, 0, opusPacket(0xF8)),
+			simpleBlock(1, 20, opusPacket(0xF8)),
+			ebml(mkvBlockGroup, ebml(mkvBlock, mkvBlockBody(1, 40, opusPacket(0xF8))), ebmlUint(mkvDiscardPadding, 900000000)),
+		)), want: opus(3*960 - 960 - 312)},
 		{name: "blocks of another track are not counted", in: webmDoc(0, cat(opusTrack, ebml(mkvTrackEntry, ebmlUint(mkvTrackNumber, 2), ebmlUint(mkvTrackType, 1))),
 			ebml(mkvCluster, ebmlUint(mkvTimecode, 0), simpleBlock(1, 0, opusPacket(0xF8)), simpleBlock(2, 0, opusPacket(0x18)), simpleBlock(2, 0, opusPacket(0x18)))),
 			want: opus(960 - 312)},
@@ -244,4 +256,47 @@ func BenchmarkProbeWebM(b *testing.B) {
 	// 120 s of 20 ms Opus packets in 1 s clusters (~800 KB)
 	opusTrack := mkvAudioTrack(1, "A_OPUS", opusHead(312), 48000, 1, 0)
 	benchmarkProbe(b, webmDoc(0, opusTrack, opusClusters(120, false)...))
+}
+
+// TestWebMForgedTimecodeScale: block timestamps are read with the
+// TimecodeScale, which a decoder does not need; a forged tiny scale must
+// not make the audio (nearly) free. The packets present set a floor:
+// AAC 960 samples each, Vorbis half its short block.
+func TestWebMForgedTimecodeScale(t *testing.T) {
+	forge := func(name string) []byte {
+		b := bytes.Clone(formatFixture(t, name))
+		i := bytes.Index(b, ebmlID(mkvTimecodeScale))
+		if i < 0 {
+			t.Fatalf("%s: no TimecodeScale", name)
+		}
+		n := int(b[i+3] & 0x7F) // a one-byte size: 0x80 | length
+		if n < 1 || n > 8 {
+			t.Fatalf("%s: TimecodeScale size byte %#x", name, b[i+3])
+		}
+		for j := 0; j < n-1; j++ {
+			b[i+4+j] = 0
+		}
+		b[i+3+n] = 1 // 1 ns per tick instead of 1 ms
+		return b
+	}
+	for _, tc := range []struct {
+		fixture string
+		min     time.Duration
+	}{
+		{"webm_aac.mka", framesDuration(16*960, 16000)}, // 17 frames, the first priming
+		{"webm_vorbis.mka", 100 * time.Millisecond},     // of 1 s: Vorbis short blocks bound it loosely
+	} {
+		honest, err := Probe(bytes.NewReader(formatFixture(t, tc.fixture)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Probe(bytes.NewReader(forge(tc.fixture)), Options{})
+		if err != nil {
+			t.Fatalf("%s forged: %v", tc.fixture, err)
+		}
+		if got.Duration < tc.min || got.Duration > honest.Duration {
+			t.Errorf("%s with TimecodeScale 1: %v; want between %v and the honest %v", tc.fixture, got.Duration, tc.min, honest.Duration)
+		}
+		t.Logf("%s: honest %v, forged scale %v", tc.fixture, honest.Duration, got.Duration)
+	}
 }
