@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -83,10 +84,21 @@ func formatFixtures(t testing.TB, prefix string) [][]byte {
 	return out
 }
 
-// fuzzFormat checks what must hold for any input: no panic, every byte
-// read, a catalog error or a sane Info.
+// fuzzFormat checks what must hold for any input: no panic, no more than
+// a bounded allocation, well under 2 s, every byte read, a catalog error
+// or a sane Info.
 func fuzzFormat(t *testing.T, in []byte) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
 	info, err := Probe(bytes.NewReader(in), Options{})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Probe took %v on %d bytes", d, len(in))
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20+uint64(len(in)) {
+		t.Fatalf("Probe allocated %d bytes for a %d-byte input", n, len(in))
+	}
 	if info.Bytes != int64(len(in)) {
 		t.Fatalf("Bytes = %d, want %d", info.Bytes, len(in))
 	}
