@@ -26,6 +26,8 @@ type upstreamSeen struct {
 	calls int
 	body  []byte
 	facts tollgate.Facts
+	// usage is the Tollgate-Usage header the upstream answers with.
+	usage string
 }
 
 func newValidatingServer(t *testing.T, models []*tollgate.Model) (http.Handler, string, *upstreamSeen) {
@@ -48,7 +50,13 @@ func newValidatingServer(t *testing.T, models []*tollgate.Model) (http.Handler, 
 				return httpapi.Upstream{}, err // as the proxy does: a body error before any answer
 			}
 			seen.facts = httpapi.FactsFrom(r)
-			if err := hook(chain[0], 200, func(string) string { return "" }); err != nil {
+			header := func(k string) string {
+				if k == tollgate.UsageHeader {
+					return seen.usage
+				}
+				return ""
+			}
+			if err := hook(chain[0], 200, header); err != nil {
 				return httpapi.Upstream{}, err
 			}
 			w.WriteHeader(200)
@@ -271,6 +279,57 @@ func TestJSONValidation(t *testing.T) {
 	run(t, h, key, seen, []call{{"facts", "/tts", "application/json", []byte(`{"text":"héllo"}`), 200, ""}})
 	if seen.facts.Characters != 5 {
 		t.Errorf("facts.Characters = %d, want 5", seen.facts.Characters)
+	}
+}
+
+// TestReportedUsage: a model that trusts its upstream is charged what the
+// upstream reports in Tollgate-Usage (for the model's unit); one that does
+// not, or a report it cannot read, is charged the estimate.
+func TestReportedUsage(t *testing.T) {
+	schema := []byte(`{"type":"object","required":["text"]}`)
+	input := &tollgate.Input{Schema: schema, TextField: "/text"}
+	models := []*tollgate.Model{
+		{ID: "trusting", Method: "POST", Path: "/trusting", Input: input,
+			Meter: tollgate.Meter{Unit: tollgate.UnitCharacters, Price: 2, TrustUpstream: true}},
+		{ID: "wary", Method: "POST", Path: "/wary", Input: input,
+			Meter: tollgate.Meter{Unit: tollgate.UnitCharacters, Price: 2}},
+	}
+	h, key, seen := newValidatingServer(t, models)
+	body := []byte(`{"text":"hello"}`) // 5 characters estimated
+	for _, c := range []struct{ path, usage string }{
+		{"/trusting", "characters=42"},
+		{"/trusting", "audio_seconds=3, characters=7"},
+		{"/trusting", "characters=lots"}, // unreadable: the estimate
+		{"/trusting", "audio_seconds=9"}, // another unit: the estimate
+		{"/wary", "characters=42"},       // not trusted: the estimate
+	} {
+		seen.usage = c.usage
+		run(t, h, key, seen, []call{{c.path + " " + c.usage, c.path, "application/json", body, 200, ""}})
+	}
+	req := httptest.NewRequest("GET", "/v1/usage?group_by=model", nil)
+	req.Header.Set("X-API-Key", key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var u struct {
+		Rows []struct {
+			Model    string
+			Quantity float64
+			Credits  float64
+			Requests int
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &u); err != nil {
+		t.Fatalf("usage: %d %s", w.Code, w.Body)
+	}
+	want := map[string][2]float64{"trusting": {42 + 7 + 5 + 5, 2 * (42 + 7 + 5 + 5)}, "wary": {5, 10}}
+	for _, r := range u.Rows {
+		if got := [2]float64{r.Quantity, r.Credits}; got != want[r.Model] {
+			t.Errorf("%s: %v characters and credits, want %v", r.Model, got, want[r.Model])
+		}
+		delete(want, r.Model)
+	}
+	if len(want) != 0 {
+		t.Errorf("no usage rows for %v: %s", want, w.Body)
 	}
 }
 

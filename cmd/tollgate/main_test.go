@@ -74,6 +74,7 @@ models:
     input: {json_schema: {type: object, required: [text]}, max_length: {/text: 200}, text_field: /text}
     meter: {price: 1.5}
   - {id: priced-fail, feature: text, route: POST /v1/priced-fail, upstream: %[1]q, upstream_path: /v1/fail, meter: {price: 1.5}}
+  - {id: priced-slow, feature: text, route: POST /v1/priced-slow, upstream: %[1]q, upstream_path: /v1/slow, timeout: 200ms, meter: {price: 1.5}}
   - {id: priced-403, feature: text, route: POST /v1/priced-403, upstream: %[1]q, upstream_path: /v1/text/generate, meter: {price: 1.5}, error_profile: detail, error_statuses: {quota_exceeded: 403}}
 plans:
   - {id: basic, rpm: 1000, concurrency: 0, model_concurrency: {slow-ok: 2}, features: [text, stt, forecast]}

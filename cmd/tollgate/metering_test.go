@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,7 +111,7 @@ func TestNoOvershoot(t *testing.T) {
 func TestFailedAndRefusedChargeNothing(t *testing.T) {
 	g := startGateway(t, "tollgate", "")
 	g.plan("free", map[string]any{"rpm": 100000, "features": []string{"*"}, "billing_required": true, "free_credits": 100})
-	_, key, _ := g.newOrg("acme", "free", []string{"priced", "priced-fail"}, nil)
+	_, key, _ := g.newOrg("acme", "free", []string{"priced", "priced-fail", "priced-slow"}, nil)
 	h := map[string]string{"X-API-Key": key}
 	if r := g.do("POST", "/v1/priced", h, `{"text":"x"}`); r.Status != 200 {
 		t.Fatalf("priced: %d %s", r.Status, r.Body)
@@ -122,6 +124,7 @@ func TestFailedAndRefusedChargeNothing(t *testing.T) {
 		{"/v1/priced-fail?status=400", `{}`, 400}, // the model refuses: passed through
 		{"/v1/priced", `{"text":`, 422},
 		{"/v1/priced", `{"text":"` + strings.Repeat("a", 300) + `"}`, 422},
+		{"/v1/priced-slow?ms=2000", `{}`, 504}, // the model's 200 ms timeout
 	} {
 		if r := g.do("POST", c.path, h, c.body); r.Status != c.status {
 			t.Errorf("%s: %d, want %d: %s", c.path, r.Status, c.status, r.Body)
@@ -144,8 +147,8 @@ func TestFailedAndRefusedChargeNothing(t *testing.T) {
 		}
 	}
 	json.Unmarshal(hist.Body, &hl)
-	if len(hl.Items) != 5 || hl.Items[4].Status != 200 || hl.Items[3].Code != "upstream_error" ||
-		hl.Items[2].Status != 400 || hl.Items[2].Code != "" {
+	if len(hl.Items) != 6 || hl.Items[5].Status != 200 || hl.Items[4].Code != "upstream_error" ||
+		hl.Items[3].Status != 400 || hl.Items[3].Code != "" || hl.Items[0].Code != "upstream_timeout" {
 		t.Errorf("history %s", hist.Body)
 	}
 }
@@ -177,8 +180,10 @@ func TestQuotaExceeded(t *testing.T) {
 	if d["unit"] != "credits" || d["used"] != float64(3) || d["limit"] != float64(3) || d["resets_at"] != resets.Format(time.RFC3339) {
 		t.Errorf("details %v", d)
 	}
-	if ra := r.Header.Get("Retry-After"); ra == "" || ra == "1" && time.Until(resets) > 2*time.Second {
-		t.Errorf("Retry-After %q, want the seconds to %v", ra, resets)
+	// Retry-After is the seconds to the month's end (rounded up).
+	want := int(math.Ceil(resets.Sub(g.clock.Now()).Seconds()))
+	if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < want-2 || ra > want+1 {
+		t.Errorf("Retry-After %q, want %d (the seconds to %v)", r.Header.Get("Retry-After"), want, resets)
 	}
 	if r := g.do("POST", "/v1/priced-403", h, `{"text":"x"}`); r.Status != 403 || r.JSON(t)["detail"] == nil {
 		t.Errorf("profile remap: %d %s", r.Status, r.Body)
