@@ -98,6 +98,16 @@ func (a *Access) Authorize(m *Model) error {
 // Budget returns what a request to model m is checked against.
 func (a *Access) Budget(m *Model) Budget {
 	b := Budget{OrgID: a.Org.ID, Model: m.ID, Unit: m.Meter.UnitOrDefault()}
+	b.UnitLimit = a.Plan.MonthlyLimits[m.ID]
+	if l, ok := a.Org.Billing.MonthlyLimits[m.ID]; ok {
+		b.UnitLimit = l
+	}
+	if m.Meter.Price == 0 {
+		// A free model costs no credits: spent free credits or a full
+		// monthly credit limit do not stop it (004's free catalog beside
+		// its paid inference); its own monthly unit limit still does.
+		return b
+	}
 	if a.Plan.BillingRequired && !a.Org.Billing.Active {
 		b.UsesFreeCredits = true
 		b.FreeCredits = a.Plan.FreeCredits
@@ -105,10 +115,6 @@ func (a *Access) Budget(m *Model) Budget {
 	b.CreditLimit = a.Plan.MonthlyCreditCap
 	if l := a.Org.Billing.MonthlyCreditLimit; l > 0 && (b.CreditLimit == 0 || l < b.CreditLimit) {
 		b.CreditLimit = l
-	}
-	b.UnitLimit = a.Plan.MonthlyLimits[m.ID]
-	if l, ok := a.Org.Billing.MonthlyLimits[m.ID]; ok {
-		b.UnitLimit = l
 	}
 	return b
 }

@@ -87,6 +87,11 @@ func TestConformanceForecast(t *testing.T) {
 				wantNoHeader(t, r, "Retry-After")
 			}
 		})
+		// billing_required is about programmatic inference: the free
+		// catalog still answers.
+		if r := e.call("GET", "/v1/models", bearer(k), nil); r.Status != 200 {
+			t.Errorf("the catalog with the free credits spent: %d %s", r.Status, r.Body)
+		}
 		// Setting up billing lifts it at once.
 		e.admin("PUT", "/admin/orgs/spender/billing", map[string]any{"active": true}, 200)
 		if r := e.call("POST", large, bearer(k), forecast); r.Status != 200 {
