@@ -67,7 +67,7 @@ func TestConformanceTTS(t *testing.T) {
 		e.notForwarded(t, func() {
 			body, ct := multipartFile(t, "file", "me.wav", audioFile(t, "wav_s16le.wav"))
 			r := e.call("POST", "/v1/voices/clone", map[string]string{"Authorization": "Bearer " + key, "Content-Type": ct}, body)
-			wantError(t, r, 403, numeric, map[string]any{"code": 403.0, "error": "Your plan does not include the voice_cloning feature."})
+			wantError(t, r, 403, numeric, map[string]any{"code": 403.0, "error": "Your plan does not include this feature. Upgrade at /pricing."})
 		})
 	})
 
