@@ -568,3 +568,66 @@ func TestDemoStream(t *testing.T) {
 	}
 	c.Close(websocket.StatusNormalClosure, "")
 }
+
+// TestStreamUpstreamDrops: a model that goes away mid-stream without a
+// close frame ends the stream with 1014 upstream_unavailable; the audio
+// it took is billed and the slot is free.
+func TestStreamUpstreamDrops(t *testing.T) {
+	g := startStreamGateway(t, "1s", "15s")
+	_, key, _ := g.newOrg("acme", "basic", streamModels, nil)
+	c, _ := dialWS(t, g.wsURL("/v1/stream", streamQuery+"&api_key="+key+"&drop_after=2"), nil)
+	for range 2 {
+		send(t, c, websocket.MessageBinary, make([]byte, 640))
+		readAnswer(t, c)
+	}
+	if ce := closeOf(t, c); ce.Code != 1014 || ce.Reason != "upstream_unavailable" {
+		t.Errorf("closed %d %q, want 1014 upstream_unavailable", ce.Code, ce.Reason)
+	}
+	waitFor(t, 5*time.Second, func() bool { return g.inFlight("acme", "stt-stream") == 0 })
+	if sec, _, n := g.streamUsage("acme", "stt-stream"); sec != 0.04 || n != 1 {
+		t.Errorf("ledger: %v s over %d events, want 0.04 over 1", sec, n)
+	}
+}
+
+// TestStreamUpstreamPingTimeout: a model that stops answering pings (it
+// hung) ends the stream with 1011 upstream_timeout, and the slot is free.
+func TestStreamUpstreamPingTimeout(t *testing.T) {
+	g := startStreamGateway(t, "1s", "15s")
+	_, key, _ := g.newOrg("acme", "basic", streamModels, nil)
+	c, _ := dialWS(t, g.wsURL("/v1/ping-stream", streamQuery+"&api_key="+key+"&stall_after=1"), nil)
+	send(t, c, websocket.MessageBinary, make([]byte, 640))
+	readAnswer(t, c)
+	start := time.Now()
+	if ce := closeOf(t, c); ce.Code != 1011 || ce.Reason != "upstream_timeout" {
+		t.Errorf("closed %d %q, want 1011 upstream_timeout", ce.Code, ce.Reason)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("closed after %v; want about the 200 ms ping interval, twice", d)
+	}
+	waitFor(t, 5*time.Second, func() bool { return g.inFlight("acme", "ping-stream") == 0 })
+}
+
+// TestStreamSettlesExactly: a stream on a monthly limit reserves a chunk
+// (1 s) ahead, and at its end the counter keeps the audio sent, not the
+// chunk: the rest of the month's limit is given back.
+func TestStreamSettlesExactly(t *testing.T) {
+	g := startStreamGateway(t, "1s", "15s")
+	_, key, _ := g.newOrg("acme", "metered", streamModels, nil)
+	c, _ := dialWS(t, g.wsURL("/v1/stream", streamQuery+"&api_key="+key), nil)
+	for range 15 { // 15 × 20 ms
+		send(t, c, websocket.MessageBinary, make([]byte, 640))
+		readAnswer(t, c)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, 5*time.Second, func() bool { _, _, n := g.streamUsage("acme", "stt-stream"); return n == 1 })
+	units := func() float64 {
+		b := g.usage("acme")["balance"].(map[string]any)
+		u, _ := b["month_units"].(map[string]any)
+		v, _ := u["stt-stream"].(float64)
+		return v
+	}
+	waitFor(t, 5*time.Second, func() bool { return units() < 0.5 })
+	if got := units(); math.Abs(got-0.3) > 1e-9 {
+		t.Errorf("month units of stt-stream after the stream: %v, want the 0.3 s sent", got)
+	}
+}

@@ -8,11 +8,16 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/tollgate/tollgate/audio"
 )
+
+// StallFor is how long stall_after leaves a stream unread before it
+// drops it.
+const StallFor = 10 * time.Second
 
 // StreamModel is the streaming model's name in its answers.
 const StreamModel = "demo-stream"
@@ -29,8 +34,11 @@ const StreamModel = "demo-stream"
 // chunk counts from 1; rms is the chunk's root mean square level, 0 to 1
 // (full scale). A missing or bad parameter closes with 1003. Test knobs,
 // also query parameters: close_after=N closes after the Nth answer with
-// close_code (default 1011) and close_reason; reject=STATUS answers the
-// handshake with that HTTP status instead.
+// close_code (default 1011) and close_reason; drop_after=N drops the
+// connection after the Nth answer, without a close frame (the model
+// crashed); stall_after=N stops reading after the Nth answer, so pings go
+// unanswered (the model hung); reject=STATUS answers the handshake with
+// that HTTP status instead.
 
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -62,6 +70,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		closeCode = websocket.StatusCode(n)
 	}
 	closeReason := q.Get("close_reason")
+	dropAfter, _ := strconv.Atoi(q.Get("drop_after"))
+	stallAfter, _ := strconv.Atoi(q.Get("stall_after"))
 	h.streams.Add(1)
 
 	ctx := context.Background()
@@ -100,8 +110,14 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		if err := c.Write(ctx, websocket.MessageText, out); err != nil {
 			return
 		}
-		if closeAfter > 0 && chunks >= int64(closeAfter) {
+		switch {
+		case closeAfter > 0 && chunks >= int64(closeAfter):
 			c.Close(closeCode, closeReason)
+			return
+		case dropAfter > 0 && chunks >= int64(dropAfter):
+			return // CloseNow: the TCP connection ends without a close frame
+		case stallAfter > 0 && chunks >= int64(stallAfter):
+			time.Sleep(StallFor) // nothing read: no pong, no close
 			return
 		}
 	}
