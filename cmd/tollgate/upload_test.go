@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -93,11 +96,31 @@ func postStream(tb testing.TB, url, key string, body io.Reader) int {
 func TestLargeUploadStreams(t *testing.T) {
 	g := startGateway(t, "tollgate", "")
 	_, key, _ := g.newOrg("acme", "basic", allModels, nil)
-	if s := postStream(t, g.url+"/v1/audio/transcriptions", key, struct{ io.Reader }{newWAVStream(20 << 20)}); s != 200 {
-		t.Fatalf("20 MB: status %d", s)
+	req, _ := http.NewRequest("POST", g.url+"/v1/audio/transcriptions", struct{ io.Reader }{newWAVStream(20 << 20)})
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "audio/wav")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Bytes  int64
+		SHA256 string
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil {
+		t.Fatalf("20 MB: status %d, %v", resp.StatusCode, err)
 	}
 	if got := g.models.LastHeaders().Get("Content-Length"); got != strconv.Itoa(20<<20+44) {
 		t.Errorf("upstream Content-Length %q, want the whole file", got)
+	}
+	// The upstream got the upload byte for byte (it went through the
+	// temp-file spool: over the in-memory 1 MiB).
+	sum := sha256.New()
+	io.Copy(sum, newWAVStream(20<<20))
+	if want := hex.EncodeToString(sum.Sum(nil)); answer.SHA256 != want || answer.Bytes != 20<<20+44 {
+		t.Errorf("upstream got %d bytes, sha256 %s; want %d bytes, %s", answer.Bytes, answer.SHA256, 20<<20+44, want)
 	}
 	start := time.Now()
 	if s := postStream(t, g.url+"/v1/audio/transcriptions", key, struct{ io.Reader }{newWAVStream(200<<20 + 1)}); s != 413 {

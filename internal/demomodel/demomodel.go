@@ -7,7 +7,7 @@
 // Routes (upstream paths):
 //
 //	POST /v1/text/generate   {"text": s} or {"inputs": s, ...} → {"model":"echo-text","output":UPPER(s),"characters":N}
-//	POST /v1/audio/transcribe audio/* body or multipart "file" → {"model":"demo-stt","bytes":N,...}
+//	POST /v1/audio/transcribe audio/* body or multipart "file" → {"model":"demo-stt","bytes":N,"sha256":...}
 //	POST /v1/slow?ms=N        waits N ms (default 5000) or until the request ends
 //	POST /v1/fail?status=N    answers 500 (or N) with an internal-looking body
 //	GET  /v1/hello, POST /v1/echo   a fixed 179-byte JSON answer
@@ -15,6 +15,8 @@
 package demomodel
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -196,6 +198,7 @@ func textGenerate(w http.ResponseWriter, r *http.Request) {
 type audioAnswer struct {
 	Model       string `json:"model"`
 	Bytes       int64  `json:"bytes"`
+	SHA256      string `json:"sha256"` // of the audio received: the caller can check it arrived unchanged
 	ContentType string `json:"content_type"`
 	Text        string `json:"text"`
 }
@@ -240,7 +243,8 @@ func audioTranscribe(w http.ResponseWriter, r *http.Request) {
 		detail(w, http.StatusUnsupportedMediaType, "send audio/* or multipart/form-data with a file field")
 		return
 	}
-	n, err := io.Copy(io.Discard, audio)
+	sum := sha256.New()
+	n, err := io.Copy(sum, audio)
 	if err != nil {
 		detail(w, http.StatusBadRequest, "could not read the audio")
 		return
@@ -249,7 +253,8 @@ func audioTranscribe(w http.ResponseWriter, r *http.Request) {
 		detail(w, http.StatusBadRequest, "empty audio")
 		return
 	}
-	writeJSON(w, http.StatusOK, audioAnswer{Model: AudioModel, Bytes: n, ContentType: typ, Text: Transcript})
+	writeJSON(w, http.StatusOK, audioAnswer{Model: AudioModel, Bytes: n, SHA256: hex.EncodeToString(sum.Sum(nil)),
+		ContentType: typ, Text: Transcript})
 }
 
 // DefaultSlow is how long /v1/slow waits without ?ms=.

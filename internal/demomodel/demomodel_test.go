@@ -2,6 +2,8 @@ package demomodel_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"mime/multipart"
@@ -102,7 +104,10 @@ func multipartBody(field, contentType string, n int64) (io.Reader, string) {
 func TestAudioTranscribe(t *testing.T) {
 	const size = 1 << 20
 	answer := func(n int64, ct string) map[string]any {
-		return map[string]any{"model": "demo-stt", "bytes": float64(n), "content_type": ct, "text": demomodel.Transcript}
+		sum := sha256.New()
+		io.Copy(sum, &generated{n: n})
+		return map[string]any{"model": "demo-stt", "bytes": float64(n), "sha256": hex.EncodeToString(sum.Sum(nil)),
+			"content_type": ct, "text": demomodel.Transcript}
 	}
 	tests := []struct {
 		name   string
