@@ -228,6 +228,34 @@ func TestPayloadTooLargeWithoutContentLength(t *testing.T) {
 	}
 }
 
+// TestJSONTooLargeWithoutContentLength: a model with JSON rules reads the
+// body before the upstream is called, so a chunked body over the cap is
+// refused with 413 and never reaches it.
+func TestJSONTooLargeWithoutContentLength(t *testing.T) {
+	models := []*tollgate.Model{{ID: "j", Method: "POST", Path: "/j", Input: &tollgate.Input{
+		MaxBytes: 1 << 20, Schema: []byte(`{"type":"object"}`)}}}
+	h, key, seen := newValidatingServer(t, models)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	body := io.MultiReader(strings.NewReader(`{"text":"`), io.LimitReader(zeros{}, 2<<20))
+	req, _ := http.NewRequest("POST", srv.URL+"/j", struct{ io.Reader }{body})
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Code string }
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || e.Code != "payload_too_large" {
+		t.Errorf("2 MB of JSON, chunked, over a 1 MB cap: %d %q, want 413 payload_too_large", resp.StatusCode, e.Code)
+	}
+	if seen.calls != 0 {
+		t.Errorf("the upstream was called %d times", seen.calls)
+	}
+}
+
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) {
