@@ -542,3 +542,28 @@ func TestScaleOutCrashedReplicaFreesSlots(t *testing.T) {
 	}
 	t.Logf("slots free again %v after the kill (TTL %v, heartbeat every %v)", freedAfter.Round(time.Millisecond), ttl, ttl/3)
 }
+
+// TestScaleOutRotation: a key rotated on one replica with no overlap is
+// refused by every replica within 1 s (the broadcast; the key cache TTL
+// is a minute), and its successor works on every replica at once.
+func TestScaleOutRotation(t *testing.T) {
+	e := newScaleOutEnv(t)
+	rs := e.startReplicas(3, "")
+	_, key, keyID := rs[0].newOrg("acme", "open", []string{"fast"}, nil)
+	for i := range rs { // every replica caches the key
+		if r := rs[i].do("POST", "/v1/fast", map[string]string{"X-API-Key": key}, `{}`); r.Status != 200 {
+			t.Fatalf("replica %d before the rotation: %d %s", i, r.Status, r.Body)
+		}
+	}
+	next := rs[1].admin("POST", "/admin/keys/"+keyID+"/rotate", map[string]any{"overlap": "0s"}, 201)["key"].(map[string]any)["key"].(string)
+	rotated := time.Now()
+	for i := range rs {
+		if r := rs[i].do("POST", "/v1/fast", map[string]string{"X-API-Key": next}, `{}`); r.Status != 200 {
+			t.Errorf("replica %d, the new key: %d %s", i, r.Status, r.Body)
+		}
+		waitFor(t, time.Second-time.Since(rotated), func() bool {
+			return rs[i].do("POST", "/v1/fast", map[string]string{"X-API-Key": key}, `{}`).Status == 401
+		})
+	}
+	t.Logf("every replica refuses the old key %v after the rotation answered", time.Since(rotated).Round(time.Millisecond))
+}
