@@ -204,7 +204,7 @@ func (p *Proxy) attempt(ex *exchange, w http.ResponseWriter, r *http.Request, m 
 	}
 	h, err := p.host(m.Upstream)
 	if err != nil {
-		return false, &tollgate.Error{Code: tollgate.CodeUpstreamUnavailable, Err: fmt.Errorf("upstream: model %s: %w", m.ID, err)}
+		return false, &tollgate.Error{Code: unreachableCode(m, tollgate.CodeUpstreamUnavailable), Err: fmt.Errorf("upstream: model %s: %w", m.ID, err)}
 	}
 	res.Attempts++
 	ex.target(h, m, r)
@@ -352,13 +352,25 @@ func (ex *exchange) failure(ctx context.Context, m *tollgate.Model, err error, h
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return &tollgate.Error{Code: tollgate.CodeOverloaded, RetryAfter: time.Second, Err: cause}
 	case isTimeout(err):
-		return &tollgate.Error{Code: tollgate.CodeUpstreamTimeout, Err: cause}
+		return &tollgate.Error{Code: unreachableCode(m, tollgate.CodeUpstreamTimeout), Err: cause}
 	case head && !isConnError(err):
 		// The upstream answered something that is not HTTP (or headers
 		// larger than ReadBufferSize).
 		return &tollgate.Error{Code: upstreamErrorCode(m), Err: cause}
 	}
-	return &tollgate.Error{Code: tollgate.CodeUpstreamUnavailable, Err: cause}
+	return &tollgate.Error{Code: unreachableCode(m, tollgate.CodeUpstreamUnavailable), Err: cause}
+}
+
+// unreachableCode is the code for an upstream that could not be reached
+// or did not answer in time: code, except behind a gRPC inference gateway
+// (upstream_error_code grpc_error), which reports every failure to talk to
+// the model as a gRPC error (UNAVAILABLE, DEADLINE_EXCEEDED): seed 004's
+// clients know no other code for it.
+func unreachableCode(m *tollgate.Model, code tollgate.Code) tollgate.Code {
+	if m.UpstreamErrorCode == tollgate.CodeGRPCError {
+		return tollgate.CodeGRPCError
+	}
+	return code
 }
 
 func isTimeout(err error) bool {

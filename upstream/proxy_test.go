@@ -469,6 +469,22 @@ func TestForwardUnavailable(t *testing.T) {
 	}
 }
 
+// Behind a gRPC inference gateway (upstream_error_code grpc_error) every
+// failure to talk to the model is grpc_error: unreachable, timed out or
+// failing alike.
+func TestForwardGRPCGateway(t *testing.T) {
+	p := newProxy(t)
+	gone := model("gone", refusedURL(t))
+	gone.UpstreamErrorCode = tollgate.CodeGRPCError
+	_, _, err := forward(t, p, httptest.NewRequest("GET", "/x", nil), gone)
+	wantCode(t, err, tollgate.CodeGRPCError)
+
+	slow := model("slow", slowUpstream(t, false).URL)
+	slow.UpstreamErrorCode, slow.Timeout = tollgate.CodeGRPCError, 100*time.Millisecond
+	_, _, err = forward(t, p, httptest.NewRequest("POST", "/x", strings.NewReader("{}")), slow)
+	wantCode(t, err, tollgate.CodeGRPCError)
+}
+
 // An upstream that closes the connection without answering is unavailable;
 // one that answers garbage failed.
 func TestForwardBrokenUpstream(t *testing.T) {

@@ -223,6 +223,12 @@ func TestConformanceForecast(t *testing.T) {
 		r := e.call("POST", small, h, forecast)
 		exact(t, r, 502, `{"error":"The inference gateway encountered an error communicating with the upstream model service.","code":"grpc_error"}`)
 		wantRateHeaders(t, r, 1000)
+		// The model server unreachable is the same gRPC error: 004's
+		// clients know no other code for it.
+		h = bearer(k)
+		h[faultDrop] = "1"
+		r = e.call("POST", small, h, forecast)
+		exact(t, r, 502, `{"error":"The inference gateway encountered an error communicating with the upstream model service.","code":"grpc_error"}`)
 		u := e.call("GET", "/v1/usage", bearer(k), nil).JSON(t)
 		if used := u["balance"].(map[string]any)["free_credits"].(map[string]any)["used"]; used != 0.0 {
 			t.Errorf("a failed forecast used %v credits", used)
