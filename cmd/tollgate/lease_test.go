@@ -79,6 +79,17 @@ func TestLeaseReleased(t *testing.T) {
 			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 	})
+	t.Run("only the answered requests are in the ledger", func(t *testing.T) {
+		// The timeout, the cancel and the disconnect charged nothing.
+		got := map[string]int{}
+		for _, r := range g.usage("acme")["rows"].([]any) {
+			row := r.(map[string]any)
+			got[row["model"].(string)] += int(row["requests"].(float64))
+		}
+		if got["slow-ok"] != 2 || got["slow"] != 0 {
+			t.Errorf("ledger requests by model %v, want slow-ok 2 (the two answered), slow 0", got)
+		}
+	})
 }
 
 // TestConcurrencyCapHolds sends many overlapping requests; the upstream
