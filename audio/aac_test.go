@@ -24,7 +24,8 @@ func adtsStream(h [7]byte, n, length int) []byte {
 	return bytes.Repeat(f, n)
 }
 
-func TestProbeAAC(t *testing.T) {
+// aacCases is TestProbeAAC's table; FuzzProbeAAC is seeded from it.
+func aacCases(t testing.TB) []formatCase {
 	frame16k := framesDuration(1024, 16000)
 	mono16 := func(frames int64) Info {
 		return Info{Format: AAC, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: true, Duration: framesDuration(frames*1024, 16000)}
@@ -33,7 +34,7 @@ func TestProbeAAC(t *testing.T) {
 	stream := adtsStream(lc, 50, 100)
 	crc := lc
 	crc[1] &^= 1 // protection_absent 0: a CRC follows the header
-	testFormatCases(t, []formatCase{
+	return []formatCase{
 		// ffmpeg's 1 s tone: 17 frames, the first one encoder priming
 		{name: "ffmpeg ADTS", in: formatFixture(t, "aac_adts.aac"), want: mono16(17), tol: frame16k},
 
@@ -53,8 +54,10 @@ func TestProbeAAC(t *testing.T) {
 		{name: "one frame cut short", in: stream[:50], want: Info{Format: AAC, Codec: "aac", SampleRate: 16000, Channels: 1}},
 		{name: "garbage after the sync", in: cat(lc[:], bytes.Repeat([]byte("x"), 5000)), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "reserved sampling frequency", in: adtsStream(adtsHdr(13, 1, 0), 10, 100), code: tollgate.CodeUnsupportedAudioFormat},
-	})
+	}
 }
+
+func TestProbeAAC(t *testing.T) { testFormatCases(t, aacCases(t)) }
 
 func TestParseASC(t *testing.T) {
 	for _, c := range []struct {
@@ -73,6 +76,9 @@ func TestParseASC(t *testing.T) {
 }
 
 func FuzzProbeAAC(f *testing.F) {
+	for _, c := range aacCases(f) {
+		f.Add(c.in)
+	}
 	for _, b := range formatFixtures(f, "aac_") {
 		f.Add(b)
 	}

@@ -73,14 +73,15 @@ func id3v1() []byte {
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-func TestProbeMP3(t *testing.T) {
+// mp3Cases is TestProbeMP3's table; FuzzProbeMP3 is seeded from it.
+func mp3Cases(t testing.TB) []formatCase {
 	// A file holding 1 s of 44.1 kHz MPEG-1 layer III: 39 frames.
 	oneSec := mp3Stream(mp3L3, 39)
 	dur39 := mp3Dur(39)
 	garbage := bytes.Repeat([]byte("garbage!"), 200)
 	mono44 := Info{Format: MP3, Codec: "mp3", SampleRate: 44100, Channels: 1, HasSamples: true}
 	with := func(i Info, d time.Duration) Info { i.Duration = d; return i }
-	testFormatCases(t, []formatCase{
+	return []formatCase{
 		// fixtures made by lame and ffmpeg (testdata/README.md)
 		{name: "lame CBR", in: formatFixture(t, "mp3_cbr.mp3"), want: with(mono44, 1044898*time.Microsecond), tol: mp3Tol},
 		{name: "lame VBR Xing+LAME", in: formatFixture(t, "mp3_vbr_xing.mp3"), want: with(mono44, time.Second), tol: mp3Tol},
@@ -128,8 +129,10 @@ func TestProbeMP3(t *testing.T) {
 		{name: "garbage after ID3", in: cat(id3v2(10), garbage), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "garbage after a frame header", in: cat(mp3L3[:], garbage), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "malformed ID3 size", in: []byte("ID3\x04\x00\x00\xff\xff\xff\xff rest"), code: tollgate.CodeUnsupportedAudioFormat},
-	})
+	}
 }
+
+func TestProbeMP3(t *testing.T) { testFormatCases(t, mp3Cases(t)) }
 
 func TestProbeMP3LargeStreamSmallMemory(t *testing.T) {
 	if testing.Short() {
@@ -157,6 +160,9 @@ func TestProbeMP3LargeStreamSmallMemory(t *testing.T) {
 }
 
 func FuzzProbeMP3(f *testing.F) {
+	for _, c := range mp3Cases(f) {
+		f.Add(c.in)
+	}
 	for _, b := range formatFixtures(f, "mp3_") {
 		f.Add(b)
 	}

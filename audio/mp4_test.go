@@ -168,7 +168,8 @@ func mp4Frag(cutLast int, samples ...int) []byte {
 	return out
 }
 
-func TestProbeMP4(t *testing.T) {
+// mp4Cases is TestProbeMP4's table; FuzzProbeMP4 is seeded from it.
+func mp4Cases(t testing.TB) []formatCase {
 	aac := func(samples int64) Info {
 		return Info{Format: MP4, Codec: "aac", SampleRate: 16000, Channels: 1, HasSamples: samples > 0, Duration: framesDuration(samples, 16000)}
 	}
@@ -211,7 +212,7 @@ func TestProbeMP4(t *testing.T) {
 		total += int(v)
 	}
 
-	testFormatCases(t, []formatCase{
+	return []formatCase{
 		// fixtures made by ffmpeg (testdata/README.md)
 		{name: "ffmpeg moov after mdat", in: formatFixture(t, "mp4_aac.m4a"), want: aac(16000), tol: frame},
 		{name: "forged stts: deltas ÷ 16", in: shortStts, want: aac(16000), tol: 70 * time.Millisecond},
@@ -256,8 +257,10 @@ func TestProbeMP4(t *testing.T) {
 		{name: "stsz claims 2^32 samples", in: cat(box("ftyp", []byte("M4A ")), box("moov", box("trak", box("mdia", box("minf", box("stbl",
 			fullBox("stsz", 0, u32(0), u32(0xFFFFFFFF)))))))), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "huge free box before moov", in: cat(box("ftyp", []byte("M4A ")), u32(1), []byte("free"), u64(1<<60), mp4Spec{}.build()), code: tollgate.CodeUnsupportedAudioFormat},
-	})
+	}
 }
+
+func TestProbeMP4(t *testing.T) { testFormatCases(t, mp4Cases(t)) }
 
 func TestMP4SizesFit(t *testing.T) {
 	var s mp4Sizes
@@ -288,6 +291,9 @@ func TestMP4SizesFit(t *testing.T) {
 }
 
 func FuzzProbeMP4(f *testing.F) {
+	for _, c := range mp4Cases(f) {
+		f.Add(c.in)
+	}
 	for _, b := range formatFixtures(f, "mp4_") {
 		f.Add(b)
 	}

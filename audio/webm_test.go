@@ -143,7 +143,8 @@ func vorbisPrivate() []byte {
 	return cat([]byte{2, 30, 10}, id, make([]byte, 10+20))
 }
 
-func TestProbeWebM(t *testing.T) {
+// webmCases is TestProbeWebM's table; FuzzProbeWebM is seeded from it.
+func webmCases(t testing.TB) []formatCase {
 	opusTrack := mkvAudioTrack(1, "A_OPUS", opusHead(312), 48000, 1, 0)
 	opus := func(samples int64) Info {
 		return Info{Format: WebM, Codec: "opus", SampleRate: 48000, Channels: 1, HasSamples: samples > 0, Duration: framesDuration(samples, 48000)}
@@ -160,7 +161,7 @@ func TestProbeWebM(t *testing.T) {
 	}
 	opus20 := framesDuration(960, 48000)
 
-	testFormatCases(t, []formatCase{
+	return []formatCase{
 		// fixtures made by ffmpeg (testdata/README.md)
 		{name: "ffmpeg Opus 1 s", in: fixture, want: opus(48000), tol: opus20},
 		{name: "ffmpeg Opus 0.3 s", in: formatFixture(t, "webm_opus_short.webm"), want: opus(14400), tol: opus20},
@@ -234,10 +235,15 @@ func TestProbeWebM(t *testing.T) {
 		{name: "EBML header of unknown size", in: cat(ebmlID(ebmlHeaderID), []byte{0xFF}, ebml(mkvSegment)), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "foreign DocType", in: cat(webmHeader("mkv3d"), ebml(mkvSegment)), code: tollgate.CodeUnsupportedAudioFormat},
 		{name: "unknown-size Tracks", in: cat(webmHeader("webm"), ebmlLive(mkvSegment, ebmlLive(mkvTracks, opusTrack))), code: tollgate.CodeUnsupportedAudioFormat},
-	})
+	}
 }
 
+func TestProbeWebM(t *testing.T) { testFormatCases(t, webmCases(t)) }
+
 func FuzzProbeWebM(f *testing.F) {
+	for _, c := range webmCases(f) {
+		f.Add(c.in)
+	}
 	for _, b := range formatFixtures(f, "webm_") {
 		f.Add(b)
 	}
