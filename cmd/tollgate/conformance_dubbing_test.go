@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -129,6 +130,17 @@ func TestConformanceDubbing(t *testing.T) {
 	t.Run("002 404 unknown endpoint", func(t *testing.T) {
 		r := e.call("POST", "/voice/sing", bearer(key), tts)
 		wantError(t, r, 404, detail, map[string]any{"detail": "No model is served at POST /voice/sing."})
+	})
+	// The seed has no 405 or 413 (nor 504: upstream_timeout is remapped
+	// to 502 too, not walked here: the models' timeouts are a minute).
+	t.Run("002 statuses outside the seed's table are remapped", func(t *testing.T) {
+		r := e.call("GET", "/voice/tts", bearer(key), nil)
+		wantError(t, r, 404, detail, map[string]any{"detail": "Method GET is not allowed here; use POST."})
+		e.notForwarded(t, func() {
+			big := []byte(`{"text":"` + strings.Repeat("a", 1<<20) + `"}`)
+			r := e.call("POST", "/voice/tts", bearer(key), big)
+			wantError(t, r, 400, detail, map[string]any{"detail": "~larger than"})
+		})
 	})
 
 	// 429 "Rate limit exceeded": per key, the plan's default or a tighter

@@ -85,6 +85,17 @@ func TestConformanceTTS(t *testing.T) {
 		r := e.call("POST", "/v1/sing", bearer(key), []byte(`{}`))
 		wantError(t, r, 404, numeric, map[string]any{"code": 404.0, "error": "No model is served at POST /v1/sing."})
 	})
+	// The seed has no 405 or 413: the example remaps them to its own.
+	t.Run("003 statuses outside the seed's list are remapped", func(t *testing.T) {
+		r := e.call("GET", "/v1/tts", bearer(key), nil)
+		withDetails := map[string]string{"error": jsonString, "code": jsonNumber, "details": jsonObject}
+		wantError(t, r, 404, withDetails, map[string]any{"code": 404.0, "error": "Method GET is not allowed here; use POST."})
+		e.notForwarded(t, func() {
+			big := []byte(`{"text":"` + strings.Repeat("a", 1<<20) + `"}`)
+			r := e.call("POST", "/v1/tts", bearer(key), big)
+			wantError(t, r, 422, withDetails, map[string]any{"code": 422.0, "error": "~larger than"})
+		})
+	})
 
 	// 422 "Text exceeds maximum length of 200 characters for demo endpoint."
 	t.Run("003 422 text too long for the demo endpoint", func(t *testing.T) {
