@@ -357,6 +357,17 @@ func TestConformanceVoicePlatform(t *testing.T) {
 				t.Errorf("%s: closed %d %q, want 4002 audio_format_mismatch", name, ce.Code, ce.Reason)
 			}
 		}
+		// Whole samples of the declared encoding at another rate than
+		// declared (16 kHz audio declared as 44.1 kHz) look like any
+		// audio to tollgate; the model that finds out closes 4002
+		// itself, and that reaches the client unchanged.
+		c, _ := dialWS(t, e.wsURL("/svd/streaming", declared+"&api_key="+key+
+			"&close_after=1&close_code=4002&close_reason=sample+rate+does+not+match+the+declaration"), nil)
+		send(t, c, websocket.MessageBinary, make([]byte, 640))
+		readAnswer(t, c)
+		if ce := closeOf(t, c); ce.Code != 4002 || ce.Reason != "sample rate does not match the declaration" {
+			t.Errorf("the model's 4002: closed %d %q, want it passed through", ce.Code, ce.Reason)
+		}
 	})
 
 	// The Platform API (001).
