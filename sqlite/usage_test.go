@@ -112,7 +112,7 @@ func BenchmarkCommit(b *testing.B) {
 				}
 			}
 
-			for _, n := range []int{1, 64, 256, 1024} {
+			for _, n := range []int{1, 14, 64, 256, 1024} {
 				b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 					total := 0
 					for b.Loop() {
