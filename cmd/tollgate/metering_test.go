@@ -449,3 +449,53 @@ func TestMonthBoundary(t *testing.T) {
 		t.Errorf("requests from %s: %d, this month: %d; want 1 and 0 (the admission's month)", last, requestsOf(old), requestsOf(cur))
 	}
 }
+
+// TestUsageCLI: `tollgate usage show` prints the org's ledger rows and
+// balance, and `tollgate usage rebuild` replaces the counters with the
+// ledger's sums (one group per org × model × month) without changing a
+// balance the ledger agrees with.
+func TestUsageCLI(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	g.plan("free", map[string]any{"rpm": 100000, "features": []string{"*"}, "billing_required": true, "free_credits": 100})
+	_, key, _ := g.newOrg("acme", "free", []string{"priced", "echo-text"}, nil)
+	for _, path := range []string{"/v1/priced", "/v1/priced", "/v1/text"} {
+		if r := g.do("POST", path, map[string]string{"X-API-Key": key}, `{"text":"x"}`); r.Status != 200 {
+			t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	env := []string{"TOLLGATE_SERVER=" + g.url, "TOLLGATE_ADMIN_TOKEN=" + testAdmin}
+	out, err := runCLI(t, env, "usage", "show", "--org", "acme", "--group-by", "model")
+	if err != nil {
+		t.Fatalf("usage show: %v\n%s", err, out)
+	}
+	var shown struct {
+		Rows []struct {
+			Model    string
+			Requests int
+			Credits  float64
+		}
+		Balance struct {
+			MonthCredits float64 `json:"month_credits"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatalf("usage show printed %q: %v", out, err)
+	}
+	if len(shown.Rows) != 2 || shown.Balance.MonthCredits != 3 {
+		t.Errorf("usage show: %+v, want 2 models and 3 credits this month", shown)
+	}
+	out, err = runCLI(t, env, "usage", "rebuild")
+	if err != nil {
+		t.Fatalf("usage rebuild: %v\n%s", err, out)
+	}
+	var rebuilt struct {
+		Rebuilt bool
+		Groups  int
+	}
+	if err := json.Unmarshal([]byte(out), &rebuilt); err != nil || !rebuilt.Rebuilt || rebuilt.Groups != 2 {
+		t.Errorf("usage rebuild printed %q; want rebuilt, 2 groups (priced and echo-text this month)", out)
+	}
+	if c := g.usage("acme")["balance"].(map[string]any)["month_credits"]; c != 3.0 {
+		t.Errorf("month credits after the rebuild: %v, want 3 (the ledger)", c)
+	}
+}
