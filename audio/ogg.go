@@ -21,12 +21,13 @@ import (
 // then held to the packets actually present: it may not exceed the
 // samples of every audio packet walked, nor fall below the samples of the
 // packets before its page. For Opus (TOC byte, RFC 6716 §3.1) and FLAC
-// (frame header) those counts are exact; for Vorbis, whose packet sizes
-// depend on the setup header, they are bounds (blocksize_0/2 to
-// blocksize_1/2 per packet). An honest file is measured exactly by its
-// granule; a forged granule on a page with a valid CRC can move the
-// duration only within those bounds (the samples of its own page for
-// Opus and FLAC).
+// (frame header) those counts are exact, and for Vorbis too once the
+// modes of its setup header are read (vorbis.go); a Vorbis setup header
+// that cannot be read leaves bounds (blocksize_0/2 to blocksize_1/2 per
+// packet). An honest file is measured exactly by its granule; a forged
+// granule on a page with a valid CRC can move the duration only within
+// the samples of its own page (within the bounds, for such a Vorbis
+// stream).
 //
 // Header pages only (granule 0), or a pre-skip at least the whole
 // stream: no samples. Limits: chained streams (a second stream after the
@@ -52,6 +53,11 @@ type oggStream struct {
 	channels int
 	preSkip  int64 // Opus
 	bs0, bs1 int64 // Vorbis block sizes
+	// Vorbis: the setup header while it is read (nil once it is), and
+	// the clock its modes give (nil: the packets' bounds are used).
+	setup    []byte
+	setupBig bool
+	vclock   *vorbisClock
 	flac     flacStreamInfo
 
 	packets  int64 // packets completed, headers included
@@ -232,7 +238,7 @@ func (st *oggStream) page(page []byte) {
 		st.inPacket = false // a packet cut short by a lost page: dropped
 	}
 	lo0 := st.sumLo
-	var pageLo, pageHi int64
+	var pageLo, pageHi, lastLo int64
 	audio := false
 	off := 0
 	for _, l := range segs {
@@ -241,6 +247,14 @@ func (st *oggStream) page(page []byte) {
 		if !orphan && !st.inPacket {
 			st.inPacket = true
 			st.headLen = copy(st.head[:], seg)
+			st.setup = st.setup[:0]
+		}
+		if !orphan && st.codec == "vorbis" && st.packets == 2 { // the setup header
+			if len(st.setup)+len(seg) > vorbisMaxSetup {
+				st.setupBig = true
+			} else {
+				st.setup = append(st.setup, seg...)
+			}
 		}
 		if l == 255 {
 			continue // the packet goes on
@@ -256,6 +270,7 @@ func (st *oggStream) page(page []byte) {
 			audio = true
 			pageLo += lo
 			pageHi += hi
+			lastLo = lo
 		}
 	}
 	st.sumLo += pageLo
@@ -265,11 +280,17 @@ func (st *oggStream) page(page []byte) {
 	}
 	if !st.started && audio {
 		st.started = true
-		if st.codec != "vorbis" { // exact counts: where the stream starts
+		if st.codec != "vorbis" || st.vclock != nil { // exact counts: where the stream starts
 			st.start = max(granule-pageHi, 0)
 		}
 	}
 	st.granule, st.lo, st.hi = granule, lo0, st.sumHi
+	if st.codec != "vorbis" || st.vclock != nil {
+		// Exact counts: a granule may trim the end of the last packet of
+		// its page (a decoder discards no more than that), not the
+		// packets before it.
+		st.lo = st.sumLo - lastLo
+	}
 }
 
 // packet reports the samples of a completed packet whose first bytes are
@@ -283,12 +304,26 @@ func (st *oggStream) packet(head []byte) (lo, hi int64, audio bool) {
 		n := int64(opusTOCSamples(head))
 		return n, n, true
 	case "vorbis":
+		if st.packets == 2 { // the setup header, complete
+			if !st.setupBig {
+				st.vclock = newVorbisClock(st.bs0, st.bs1, st.setup)
+			}
+			st.setup = nil
+			return 0, 0, false
+		}
 		if st.packets < 3 || len(head) == 0 || head[0]&1 != 0 {
 			return 0, 0, false
+		}
+		n := int64(-1)
+		if st.vclock != nil {
+			n = st.vclock.samples(head[0])
 		}
 		if !st.primed { // the first audio packet only primes the decoder
 			st.primed = true
 			return 0, 0, true
+		}
+		if n >= 0 {
+			return n, n, true
 		}
 		return st.bs0 / 2, st.bs1 / 2, true
 	case "flac":
