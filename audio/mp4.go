@@ -172,7 +172,9 @@ type mp4Parser struct {
 	frag      bool  // a moof awaits its mdat
 	fragTicks int64 // audio in that moof
 	fragBytes int64
+	fragN     int64 // its samples
 	fragTotal int64 // fragment audio whose bytes were present, ticks
+	fragCount int64 // and samples
 }
 
 func probeMP4(br *bufio.Reader) (Info, error) {
@@ -197,7 +199,7 @@ func probeMP4(br *bufio.Reader) (Info, error) {
 		info.SampleRate = int(t.timescale)
 	}
 	k := p.present(t)
-	ticks := satAdd(aacBounded(t, k, t.ticks(k)), p.fragTotal)
+	ticks := satAdd(aacBounded(t, k, t.ticks(k)), aacBounded(t, p.fragCount, p.fragTotal))
 	// The edit list's priming (AAC 1024 or 2112 samples, Opus 312) is not
 	// audio; at most 0.1 s of it is trusted, so a forged edit cannot
 	// make a file free.
@@ -211,9 +213,9 @@ func probeMP4(br *bufio.Reader) (Info, error) {
 
 // aacBounded holds an AAC track's duration to what its k frames can
 // hold: 960 to 1024 samples each at the AudioSpecificConfig's rate. The
-// sample table's durations and the timescale are metadata a decoder does
-// not use, so a forged stts or mdhd could otherwise buy a shorter (or
-// longer) charge for the same audio. HE-AAC decodes twice the samples
+// sample durations (stts, a fragment's trun) and the timescale are
+// metadata a decoder does not use, so a forged one could otherwise buy a
+// shorter (or longer) charge for the same audio. HE-AAC decodes twice the samples
 // at twice the rate: the same time per frame.
 func aacBounded(t *mp4Track, k, ticks int64) int64 {
 	if t.codec != "aac" || t.coreRate <= 0 || t.timescale <= 0 || k <= 0 {
@@ -331,7 +333,7 @@ func (p *mp4Parser) box(typ string, end int64) error {
 	case "mdia", "minf", "stbl", "mvex", "traf", "edts":
 		return p.push(typ, end)
 	case "moof":
-		p.frag, p.fragTicks, p.fragBytes = true, 0, 0
+		p.frag, p.fragTicks, p.fragBytes, p.fragN = true, 0, 0, 0
 		return p.push(typ, end)
 	case "mdat":
 		return p.mdat(end)
@@ -392,8 +394,10 @@ func (p *mp4Parser) mdat(end int64) error {
 		switch {
 		case p.fragBytes <= have:
 			p.fragTotal = satAdd(p.fragTotal, p.fragTicks)
+			p.fragCount = satAdd(p.fragCount, p.fragN)
 		default:
 			p.fragTotal = satAdd(p.fragTotal, mulDiv(p.fragTicks, have, p.fragBytes))
+			p.fragCount = satAdd(p.fragCount, mulDiv(p.fragN, have, p.fragBytes))
 		}
 		p.frag = false
 	}
@@ -704,6 +708,7 @@ func (p *mp4Parser) trun(r *boxReader) {
 	if w == 0 {
 		p.fragTicks = satAdd(p.fragTicks, satMul(count, p.tfDur))
 		p.fragBytes = satAdd(p.fragBytes, satMul(count, p.tfBytes))
+		p.fragN = satAdd(p.fragN, count)
 		return
 	}
 	r.each(r.fits(count, w), w, func(e []byte) {
@@ -717,6 +722,7 @@ func (p *mp4Parser) trun(r *boxReader) {
 		}
 		p.fragTicks = satAdd(p.fragTicks, d)
 		p.fragBytes = satAdd(p.fragBytes, s)
+		p.fragN++
 	})
 }
 

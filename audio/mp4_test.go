@@ -197,6 +197,12 @@ func mp4Cases(t testing.TB) []formatCase {
 	} else {
 		binary.BigEndian.PutUint32(fastClock[i+16:], 16000*16) // timescale
 	}
+	fragFastClock := bytes.Clone(formatFixture(t, "mp4_aac_frag.mp4"))
+	if i := bytes.Index(fragFastClock, []byte("mdhd")); i < 0 {
+		t.Fatal("no mdhd in the fragmented fixture")
+	} else {
+		binary.BigEndian.PutUint32(fragFastClock[i+16:], 16000*16) // timescale: the trun durations read 16 × shorter
+	}
 	mdat := bytes.Index(faststart, []byte("mdat"))
 	variable := make([]uint32, 10000) // more samples than the checkpoints hold
 	var cut, cutSamples int
@@ -219,6 +225,7 @@ func mp4Cases(t testing.TB) []formatCase {
 		{name: "forged mdhd: timescale × 16", in: fastClock, want: aac(16000), tol: 70 * time.Millisecond},
 		{name: "ffmpeg faststart", in: faststart, want: aac(16000), tol: frame},
 		{name: "ffmpeg fragmented", in: formatFixture(t, "mp4_aac_frag.mp4"), want: aac(16000), tol: frame},
+		{name: "fragmented, forged mdhd: timescale × 16", in: fragFastClock, want: aac(16000), tol: 70 * time.Millisecond},
 		{name: "ffmpeg Opus", in: formatFixture(t, "mp4_opus.mp4"),
 			want: Info{Format: MP4, Codec: "opus", SampleRate: 48000, Channels: 1, HasSamples: true, Duration: time.Second}, tol: 20 * time.Millisecond},
 		{name: "mdhd duration forged to an hour", in: forged, want: aac(16000), tol: frame},
