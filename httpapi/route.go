@@ -57,6 +57,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
+	guard := guardBody(w, r, rt.model.UpstreamTimeout())
+	defer guard.lift()
 
 	up, err := rt.serve(w, r, id)
 	if err != nil {

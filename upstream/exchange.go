@@ -125,7 +125,8 @@ func (ex *exchange) prepare(p *Proxy, r *http.Request, requestID string, failove
 			if ex.body.err == nil {
 				ex.body.err = err
 			}
-			if cerr := r.Context().Err(); cerr != nil {
+			var te *tollgate.Error
+			if cerr := r.Context().Err(); cerr != nil && !errors.As(ex.body.err, &te) {
 				return cancelled("", cerr)
 			}
 			return bodyError(ex.body.err)
@@ -341,6 +342,12 @@ func isEventStream(contentType []byte) bool {
 // failure turns a failed call into its catalog error. head reports that
 // the request was sent and the response head was being read.
 func (ex *exchange) failure(ctx context.Context, m *tollgate.Model, err error, head bool) error {
+	var te *tollgate.Error
+	if errors.As(ex.body.err, &te) {
+		// The gateway's own check of the body (a cap, a stalled upload)
+		// said what is wrong; the context may be cancelled by it too.
+		return te
+	}
 	if cerr := ctx.Err(); cerr != nil {
 		return cancelled(m.ID, cerr)
 	}

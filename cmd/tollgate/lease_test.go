@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -72,6 +73,29 @@ func TestLeaseReleased(t *testing.T) {
 		waitFor(t, 2*time.Second, func() bool { return g.inFlight("acme", "slow-ok") == 1 })
 		conn.Close()
 		waitFor(t, time.Second, func() bool { return g.inFlight("acme", "slow-ok") == 0 })
+	})
+	t.Run("client stalls its upload", func(t *testing.T) {
+		// 2 bytes of the 100,000 it announced, then nothing: the model's
+		// 300 ms timeout bounds the stall, and the slot is freed.
+		conn, err := net.Dial("tcp", g.main.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /v1/slow?ms=1 HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Length: 100000\r\n\r\n{}", key)
+		waitFor(t, 2*time.Second, func() bool { return g.inFlight("acme", "slow") == 1 })
+		waitFor(t, 3*time.Second, func() bool { return g.inFlight("acme", "slow") == 0 })
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("no answer to the stalled upload: %v", err)
+		}
+		var e struct{ Code, Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 422 || e.Code != "validation_error" || !strings.Contains(e.Error, "stopped arriving") {
+			t.Errorf("stalled upload: %d %+v, want 422 validation_error saying the body stopped arriving", resp.StatusCode, e)
+		}
 	})
 	t.Run("slot is usable again", func(t *testing.T) {
 		r := g.do("POST", "/v1/slow-ok?ms=1", map[string]string{"X-API-Key": key}, "{}")
