@@ -200,7 +200,7 @@ Try it (each line works as printed):
   # the plan allows 60 requests a minute: the 61st is 429 with Retry-After
   for i in $(seq 61); do curl -s -o /dev/null -w '%%{http_code} ' %s/v1/text -H 'X-API-Key: %s' -d '{"text":"x"}'; done; echo
   # admin CLI: list the demo org's keys
-  TOLLGATE_SERVER=%s TOLLGATE_ADMIN_TOKEN=%s go run ./cmd/tollgate key list --org %s
+  TOLLGATE_SERVER=%s TOLLGATE_ADMIN_TOKEN=%s %s key list --org %s
 
 Stream audio over a WebSocket (raw PCM up in binary messages, one JSON answer
 per message down; see README "Streaming"):
@@ -211,7 +211,7 @@ per message down; see README "Streaming"):
 
 Press Ctrl-C to stop.
 `, u, d.Models.URL, d.Dir, d.Admin, k,
-		u, k, u, k, shellPath(d.Sample), u, k, shellPath(d.Short), u, u, k, u, k, u, k, u, k, u, d.Admin, demoOrg,
+		u, k, u, k, shellPath(d.Sample), u, k, shellPath(d.Short), u, u, k, u, k, u, k, u, k, u, d.Admin, selfCommand(), demoOrg,
 		d.StreamURL(), d.StreamURL(), shellPath(d.PCM))
 }
 
@@ -233,6 +233,17 @@ func (d *Demo) Close() {
 	if d.Models != nil {
 		d.Models.Close()
 	}
+}
+
+// selfCommand is how to run this tollgate again from a shell: the binary's
+// own path, or "go run ./cmd/tollgate" when it is a go run build (which
+// lives in a temporary directory that is gone once it exits).
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, "go-build") {
+		return "go run ./cmd/tollgate"
+	}
+	return shellPath(exe)
 }
 
 func shellPath(p string) string {
