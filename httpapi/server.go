@@ -201,11 +201,11 @@ func (s *Server) Handler() (http.Handler, error) {
 	if err := s.registerAccount(mux); err != nil {
 		return nil, err
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /healthz", withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	})))
+	mux.Handle("GET /readyz", withRequestID(http.HandlerFunc(s.serveReady)))
+	mux.Handle("GET /metrics", withRequestID(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 	if s.AdminToken != "" {
 		if err := s.registerAdmin(mux); err != nil {
 			return nil, err
@@ -284,8 +284,18 @@ func pathShape(path string) string {
 	}
 }
 
+// withRequestID gives every answer of h an X-Request-Id, as every other
+// answer has.
+func withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", newRequestID())
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
+		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 		return
 	}
@@ -294,6 +304,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := s.Ready(ctx); err != nil {
 			s.logger().Warn("not ready", slog.Any("err", err))
+			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
 			return
 		}

@@ -95,7 +95,8 @@ func dropResponseHeader(k []byte) bool {
 	return len(k) > 6 && string(k[:6]) == "Proxy-"
 }
 
-// retryAfterOne is the Retry-After of a 503 that came without one.
+// retryAfterOne is the Retry-After of a 503 or 429 that came without one:
+// every 429 and 503 a client gets says when to retry.
 const retryAfterOne = "1"
 
 // writeHead copies the upstream's response head to w and writes it. Headers
@@ -136,7 +137,7 @@ func (ex *exchange) writeHead(w http.ResponseWriter, m *tollgate.Model, status i
 			dst[f.key] = append(cur, vals[i])
 		}
 	}
-	if status == http.StatusServiceUnavailable && len(dst["Retry-After"]) == 0 {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && len(dst["Retry-After"]) == 0 {
 		dst["Retry-After"] = []string{retryAfterOne}
 	}
 	n := len(fields)

@@ -544,12 +544,16 @@ func TestForwardServerError(t *testing.T) {
 }
 
 func TestForwardUnavailable503(t *testing.T) {
-	for _, retryAfter := range []string{"", "7"} {
+	for _, c := range []struct {
+		status     int
+		retryAfter string
+	}{{503, ""}, {503, "7"}, {429, ""}, {429, "7"}} {
+		retryAfter := c.retryAfter
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if retryAfter != "" {
 				w.Header().Set("Retry-After", retryAfter)
 			}
-			w.WriteHeader(503)
+			w.WriteHeader(c.status)
 			io.WriteString(w, `{"detail":"busy"}`)
 		}))
 		p := newProxy(t)
@@ -562,7 +566,7 @@ func TestForwardUnavailable503(t *testing.T) {
 		if want == "" {
 			want = "1"
 		}
-		if rec.Code != 503 || rec.Header().Get("Retry-After") != want || rec.Body.String() != `{"detail":"busy"}` {
+		if rec.Code != c.status || rec.Header().Get("Retry-After") != want || rec.Body.String() != `{"detail":"busy"}` {
 			t.Errorf("got %d Retry-After %q body %q", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
 		}
 	}

@@ -281,6 +281,17 @@ func TestMetrics(t *testing.T) {
 	if r := g.do("GET", "/readyz", nil, ""); r.Status != 200 {
 		t.Errorf("readyz %d", r.Status)
 	}
+	// Every answer has an X-Request-Id, these three too.
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if r := g.do("GET", path, nil, ""); !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
+			t.Errorf("%s: X-Request-Id %q", path, r.Header.Get("X-Request-Id"))
+		}
+	}
+	// Draining, /readyz is 503 with a Retry-After, as every 503.
+	g.main.API.Drain()
+	if r := g.do("GET", "/readyz", nil, ""); r.Status != 503 || r.Header.Get("Retry-After") != "1" {
+		t.Errorf("readyz while draining: %d, Retry-After %q; want 503 and 1", r.Status, r.Header.Get("Retry-After"))
+	}
 }
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
