@@ -62,9 +62,12 @@ type Access struct {
 	Concurrency map[string]int
 }
 
-// RPM returns the key's effective requests-per-minute limit.
+// RPM returns the key's effective requests-per-minute limit: the plan's,
+// or the key's own when it is tighter. A key's value is checked against
+// the plan at creation; if the org later moves to a plan with a lower
+// rate, the plan's wins.
 func (a *Access) RPM() int {
-	if a.Key.RPM > 0 {
+	if a.Key.RPM > 0 && (a.Plan.RPM <= 0 || a.Key.RPM < a.Plan.RPM) {
 		return a.Key.RPM
 	}
 	return a.Plan.RPM

@@ -6,6 +6,17 @@ import (
 	"github.com/tollgate/tollgate"
 )
 
+// TestRPM: a key's own rate applies when it is tighter than its plan's;
+// after a move to a plan with a lower rate, the plan's.
+func TestRPM(t *testing.T) {
+	for _, c := range []struct{ key, plan, want int }{{0, 60, 60}, {10, 60, 10}, {100, 60, 60}, {60, 60, 60}} {
+		a := &tollgate.Access{Key: &tollgate.Key{RPM: c.key}, Plan: &tollgate.Plan{RPM: c.plan}}
+		if got := a.RPM(); got != c.want {
+			t.Errorf("key %d, plan %d: RPM %d, want %d", c.key, c.plan, got, c.want)
+		}
+	}
+}
+
 // TestBudget: a priced model's budget carries the free credits (billing
 // off), the tighter of the plan's cap and the org's credit limit, and
 // the unit limit (the org's over the plan's); a free model's carries the
