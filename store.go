@@ -66,5 +66,7 @@ type Store interface {
 
 	Ledger
 
+	// Ping reports whether the store answers a query (for /readyz).
+	Ping(ctx context.Context) error
 	Close() error
 }

@@ -39,6 +39,14 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
+// Ping runs a query on a pooled connection.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
 var _ tollgate.Store = (*Store)(nil)
 
 // Open connects to the database dsn names (a postgres:// URL or

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -42,10 +43,13 @@ type Store struct {
 	// Zero value: time.Now. Set it before use.
 	Now func() time.Time
 
-	write  *sql.DB
-	read   *sql.DB
-	ckpt   *checkpointer
-	access *sql.Stmt // prepared on read: the request path's lookup
+	write *sql.DB
+	read  *sql.DB
+	ckpt  *checkpointer
+
+	closeOnce sync.Once // Close is idempotent
+	closeErr  error
+	access    *sql.Stmt // prepared on read: the request path's lookup
 	// The ledger's inserts, prepared on write.
 	insertEvents, insertItems *inserter
 }
@@ -145,8 +149,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// Ping runs a query on a read connection.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return wrap("ping", s.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one))
+}
+
 // Close closes both connection pools.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
 	var errs []error
 	if s.ckpt != nil {
 		errs = append(errs, s.ckpt.close())

@@ -333,3 +333,17 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestReadyChecksTheStore: /readyz is 503 (with Retry-After) when the
+// store does not answer, 200 while it does.
+func TestReadyChecksTheStore(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	if r := g.do("GET", "/readyz", nil, ""); r.Status != 200 {
+		t.Fatalf("readyz %d %s", r.Status, r.Body)
+	}
+	g.main.Store.Close() // the database is gone
+	r := g.do("GET", "/readyz", nil, "")
+	if r.Status != 503 || r.Header.Get("Retry-After") != "1" || !strings.Contains(string(r.Body), "unavailable") {
+		t.Errorf("readyz with the store closed: %d, Retry-After %q, %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+}

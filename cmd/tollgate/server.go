@@ -157,8 +157,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// /readyz: the store answers, and Redis when it is the limiter.
+	m.API.Ready = m.Store.Ping
 	if m.redis != nil {
-		m.API.Ready = m.redis.Ready
+		m.API.Ready = func(ctx context.Context) error {
+			return errors.Join(m.Store.Ping(ctx), m.redis.Ready(ctx))
+		}
 		if m.bus != nil {
 			m.API.Broadcast = func(ctx context.Context) error { return m.bus.Publish(ctx, "admin") }
 			if err := m.bus.Subscribe(m.busCtx, func(string) { m.API.ForgetKeys() }); err != nil {

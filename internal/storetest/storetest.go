@@ -5,6 +5,7 @@
 package storetest
 
 import (
+	"context"
 	"crypto/rand"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func Run(t *testing.T, open func(t *testing.T) tollgate.Store) {
 		{"HistoryOtherOrg", testHistoryOtherOrg},
 		{"PruneHistory", testPruneHistory},
 		{"ConcurrentCommit", testConcurrentCommit},
+		{"Ping", testPing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,4 +184,16 @@ func getKey(t *testing.T, s tollgate.Store, id string) *tollgate.Key {
 func clone(k *tollgate.Key) *tollgate.Key {
 	c := *k
 	return &c
+}
+
+// testPing: an open store answers; a cancelled context is an error.
+func testPing(t *testing.T, s tollgate.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping with a cancelled context: nil")
+	}
 }
