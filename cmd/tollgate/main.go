@@ -11,12 +11,19 @@ import (
 	"syscall"
 )
 
-func main() {
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run runs the command line args until it ends or the process gets
+// SIGINT or SIGTERM (serve and demo then shut down gracefully), and
+// returns the exit code.
+func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd := newRootCmd(os.Stdout, os.Stderr, os.Environ())
+	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

@@ -347,3 +347,16 @@ func TestReadyChecksTheStore(t *testing.T) {
 		t.Errorf("readyz with the store closed: %d, Retry-After %q, %s", r.Status, r.Header.Get("Retry-After"), r.Body)
 	}
 }
+
+// TestHeaderLimit: request headers over 64 KB are refused (431) before
+// any handler runs.
+func TestHeaderLimit(t *testing.T) {
+	g := startGateway(t, "tollgate", "")
+	r := g.do("GET", "/healthz", map[string]string{"X-Padding": strings.Repeat("a", 100<<10)}, "")
+	if r.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KB of headers: %d, want 431", r.Status)
+	}
+	if r := g.do("GET", "/healthz", map[string]string{"X-Padding": strings.Repeat("a", 32<<10)}, ""); r.Status != 200 {
+		t.Errorf("32 KB of headers: %d, want 200", r.Status)
+	}
+}

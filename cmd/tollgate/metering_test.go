@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -242,17 +241,11 @@ func TestBOLA(t *testing.T) {
 	}
 }
 
-// TestMain lets the test binary serve as a gateway subprocess for the
-// crash test.
+// TestMain lets the test binary serve as a gateway subprocess (as main
+// does, signals included) for the crash and SIGTERM tests.
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv("TOLLGATE_TEST_SERVE"); cfg != "" {
-		cmd := newRootCmd(os.Stdout, os.Stderr, os.Environ())
-		cmd.SetArgs([]string{"serve", "--config", cfg})
-		if err := cmd.ExecuteContext(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(run([]string{"serve", "--config", cfg}))
 	}
 	os.Exit(m.Run())
 }
