@@ -91,9 +91,12 @@ type mkvTrack struct {
 	bitDepth   uint64
 	codecDelay uint64 // ns
 	defaultDur uint64 // ns
-	private    [256]byte
-	privLen    int
+	private    []byte // CodecPrivate, its first mkvMaxPrivate bytes
 }
+
+// mkvMaxPrivate bounds the CodecPrivate kept: Vorbis's holds its setup
+// header (a few KiB of codebooks), whose modes give its packets' sizes.
+const mkvMaxPrivate = vorbisMaxSetup + 1024
 
 func (t *mkvTrack) codec() string { return string(t.codecID[:t.codecLen]) }
 
@@ -119,6 +122,12 @@ type webmParser struct {
 	track      mkvTrack
 	haveTrack  bool
 	opus       bool
+	// vorbis counts a Vorbis track's packets from its setup header's
+	// modes (nil: not Vorbis, or a setup header it cannot read);
+	// vorbisPrimed is set once the first packet, which decodes to
+	// nothing, has passed.
+	vorbis       *vorbisClock
+	vorbisPrimed bool
 	clusterTC  int64
 	group      mkvBlockInfo // the open BlockGroup's Block
 	groupBlock bool         // group holds a Block
@@ -224,7 +233,7 @@ func (p *webmParser) duration() time.Duration {
 // opusPreSkip is the OpusHead pre-skip, else CodecDelay, in 48 kHz samples.
 func (p *webmParser) opusPreSkip() int64 {
 	t := &p.track
-	if h := t.private[:t.privLen]; len(h) >= 12 && string(h[:8]) == "OpusHead" {
+	if h := t.private; len(h) >= 12 && string(h[:8]) == "OpusHead" {
 		return int64(binary.LittleEndian.Uint16(h[10:12]))
 	}
 	if t.codecDelay > 0 && t.codecDelay < uint64(time.Second) {
@@ -257,34 +266,46 @@ func (p *webmParser) minPacketSamples() int64 {
 // vorbisBlock is the Vorbis identification header's long (or short)
 // block size, 0 when there is none.
 func (p *webmParser) vorbisBlock(long bool) int64 {
-	t := &p.track
-	if t.codec() != "A_VORBIS" {
+	ident, _, ok := p.vorbisHeaders()
+	if !ok || len(ident) < 29 || string(ident[:7]) != "\x01vorbis" {
 		return 0
 	}
-	h := t.private[:t.privLen]
-	if len(h) < 1 || h[0] != 2 {
-		return 0
-	}
-	o := 1
-	for n := 0; n < 2; o++ { // two Xiph lace sizes
-		if o >= len(h) {
-			return 0
-		}
-		if h[o] != 255 {
-			n++
-		}
-	}
-	if len(h) < o+29 || string(h[o:o+7]) != "\x01vorbis" {
-		return 0
-	}
-	e := h[o+28] >> 4
+	e := ident[28] >> 4
 	if !long {
-		e = h[o+28] & 0x0F
+		e = ident[28] & 0x0F
 	}
 	if e < 6 || e > 13 {
 		return 0
 	}
 	return 1 << e
+}
+
+// vorbisHeaders splits a Vorbis track's CodecPrivate (three headers, Xiph
+// laced) into its identification and setup headers.
+func (p *webmParser) vorbisHeaders() (ident, setup []byte, ok bool) {
+	t := &p.track
+	h := t.private
+	if t.codec() != "A_VORBIS" || len(h) < 1 || h[0] != 2 {
+		return nil, nil, false
+	}
+	var sizes [2]int
+	o := 1
+	for i := range sizes { // two Xiph lace sizes: runs of 255 and the rest
+		for {
+			if o >= len(h) {
+				return nil, nil, false
+			}
+			sizes[i] += int(h[o])
+			o++
+			if h[o-1] != 255 {
+				break
+			}
+		}
+	}
+	if sizes[0] > len(h)-o || sizes[1] > len(h)-o-sizes[0] {
+		return nil, nil, false
+	}
+	return h[o : o+sizes[0]], h[o+sizes[0]+sizes[1]:], true
 }
 
 // mkvCodecName maps a Matroska CodecID to a codec name.
@@ -468,7 +489,7 @@ func (p *webmParser) trackField(id uint32, size int64) error {
 	case mkvCodecID:
 		t.codecLen, err = p.readBytes(size, t.codecID[:])
 	case mkvCodecPrivate:
-		t.privLen, err = p.readBytes(size, t.private[:])
+		t.private, err = p.readPrivate(size)
 	case mkvCodecDelay:
 		t.codecDelay, err = p.readUint(size)
 	case mkvDefaultDur:
@@ -536,6 +557,28 @@ func (p *webmParser) block(size int64, inGroup bool) error {
 				return io.ErrUnexpectedEOF
 			}
 			samples += int64(opusTOCSamples(toc)) // ogg.go: RFC 6716 §3.1
+			if err := p.skip(s); err != nil {
+				return err
+			}
+		}
+		rem = 0
+	case p.vorbis != nil:
+		samples = 0
+		for _, s := range lace {
+			if s == 0 {
+				continue
+			}
+			first, _ := p.br.Peek(1)
+			if len(first) < 1 {
+				return io.ErrUnexpectedEOF
+			}
+			if first[0]&1 == 0 { // an audio packet
+				n := p.vorbis.samples(first[0])
+				if !p.vorbisPrimed {
+					p.vorbisPrimed, n = true, 0
+				}
+				samples += n
+			}
 			if err := p.skip(s); err != nil {
 				return err
 			}
@@ -657,6 +700,11 @@ func (p *webmParser) pop() {
 		if !p.haveTrack && p.cur.typ == 2 {
 			p.track, p.haveTrack = p.cur, true
 			p.opus = p.track.codec() == "A_OPUS"
+			if _, setup, ok := p.vorbisHeaders(); ok {
+				if bs0, bs1 := p.vorbisBlock(false), p.vorbisBlock(true); bs0 > 0 && bs1 >= bs0 {
+					p.vorbis = newVorbisClock(bs0, bs1, setup)
+				}
+			}
 		}
 	case mkvBlockGroup:
 		if p.groupBlock {
@@ -781,6 +829,20 @@ func (p *webmParser) readFloat(size int64) (float64, error) {
 
 // readBytes reads up to len(dst) bytes of a size-byte element into dst
 // and skips the rest.
+// readPrivate reads a CodecPrivate, keeping its first mkvMaxPrivate bytes.
+func (p *webmParser) readPrivate(size int64) ([]byte, error) {
+	keep := min(size, mkvMaxPrivate)
+	out := make([]byte, 0, min(keep, 4096))
+	for int64(len(out)) < keep {
+		b, err := p.read(int(min(keep-int64(len(out)), 4096)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, p.skip(size - keep)
+}
+
 func (p *webmParser) readBytes(size int64, dst []byte) (int, error) {
 	n := int(min(size, int64(len(dst))))
 	b, err := p.read(n)
