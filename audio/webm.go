@@ -114,24 +114,24 @@ type webmParser struct {
 	cursor
 	open nest[uint32] // open master elements
 
-	docType    [16]byte
-	docLen     int
-	segment    bool  // the first Segment has begun
-	scale      int64 // ns per tick
-	cur        mkvTrack
-	track      mkvTrack
-	haveTrack  bool
-	opus       bool
+	docType   [16]byte
+	docLen    int
+	segment   bool  // the first Segment has begun
+	scale     int64 // ns per tick
+	cur       mkvTrack
+	track     mkvTrack
+	haveTrack bool
+	opus      bool
 	// vorbis counts a Vorbis track's packets from its setup header's
 	// modes (nil: not Vorbis, or a setup header it cannot read);
 	// vorbisPrimed is set once the first packet, which decodes to
 	// nothing, has passed.
 	vorbis       *vorbisClock
 	vorbisPrimed bool
-	clusterTC  int64
-	group      mkvBlockInfo // the open BlockGroup's Block
-	groupBlock bool         // group holds a Block
-	lace       [256]int64
+	clusterTC    int64
+	group        mkvBlockInfo // the open BlockGroup's Block
+	groupBlock   bool         // group holds a Block
+	lace         [256]int64
 
 	// measurement of the audio track's blocks
 	blocks  int64
