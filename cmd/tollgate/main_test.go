@@ -83,14 +83,17 @@ plans:
   - {id: paid, rpm: 100000, features: ["*"]}
 `
 
-func refusedAddr(t testing.TB) string {
+func refusedAddr(t testing.TB) string { return "http://" + freeAddr(t) }
+
+// freeAddr is a loopback host:port nothing listens on (for now).
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	return "http://" + addr
+	return addr
 }
 
 func startGateway(t testing.TB, profile, extra string) *gateway {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -250,6 +249,28 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// startProcess runs the test binary as `tollgate serve --config cfg` in a
+// process of its own (see TestMain) and waits until addr, the config's
+// listen address, answers /healthz.
+func startProcess(t *testing.T, cfg, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TOLLGATE_TEST_SERVE="+cfg)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // a no-op once it has exited
+	waitFor(t, 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return cmd
+}
+
 // TestCrashLosesNothing kill -9s a gateway process under load, restarts it,
 // and checks the ledger against what the client saw: every request the
 // client saw succeed is in the ledger once, and the ledger holds nothing
@@ -264,9 +285,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	defer models.Close()
 	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "tollgate.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 listen: %s
@@ -279,23 +298,7 @@ plans:
   - {id: p, rpm: 1000000, features: ["*"]}
 `, addr, filepath.Join(dir, "t.db"), testAdmin, testSecret, models.URL)), 0o600)
 
-	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "TOLLGATE_TEST_SERVE="+cfg)
-		cmd.Stderr = io.Discard
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 20*time.Second, func() bool {
-			resp, err := http.Get("http://" + addr + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil
-		})
-		return cmd
-	}
-	proc := start()
+	proc := startProcess(t, cfg, addr)
 	g := &gateway{t: t, url: "http://" + addr}
 	_, key, _ := g.newOrg("acme", "p", []string{"echo"}, nil)
 
@@ -388,7 +391,7 @@ plans:
 	t.Logf("%d answered, %d in the ledger, %d cut off by the kill, %d billed but cut off", len(seen), len(ledger), cutOff.Load(), extra)
 
 	// After a restart the counters come from the ledger.
-	proc = start()
+	proc = startProcess(t, cfg, addr)
 	defer func() { proc.Process.Kill(); proc.Wait() }()
 	u := g.usage("acme")
 	if got := u["balance"].(map[string]any)["month_credits"]; got != float64(len(ledger)) {

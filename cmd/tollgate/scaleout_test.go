@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -474,30 +472,13 @@ func TestScaleOutCrashedReplicaFreesSlots(t *testing.T) {
 	live := e.startReplica(e.redis, 2, extra)
 	_, key, _ := live.newOrg("acme", "big", []string{"slow"}, nil)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "replica.yaml")
 	if err := os.WriteFile(cfg, []byte(e.config(addr, e.redis, 2, extra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	proc := exec.Command(os.Args[0], "-test.run=^$")
-	proc.Env = append(os.Environ(), "TOLLGATE_TEST_SERVE="+cfg)
-	proc.Stderr = io.Discard
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
+	proc := startProcess(t, cfg, addr)
 	defer proc.Process.Kill()
-	waitFor(t, 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
 	doomed := &gateway{t: t, url: "http://" + addr}
 
 	// Fill the cap of 20 through the doomed replica with requests the

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,12 +28,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer models.Close()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "tollgate.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 listen: %s
@@ -47,12 +41,7 @@ models:
 plans:
   - {id: p, rpm: 1000, features: ["*"]}
 `, addr, filepath.Join(dir, "t.db"), testAdmin, testSecret, models.URL)), 0o600)
-	proc := exec.Command(os.Args[0], "-test.run=^$")
-	proc.Env = append(os.Environ(), "TOLLGATE_TEST_SERVE="+cfg)
-	proc.Stderr = io.Discard
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
+	proc := startProcess(t, cfg, addr)
 	var waitErr error
 	exited := make(chan struct{}) // closed once the process has exited
 	go func() { waitErr = proc.Wait(); close(exited) }()
@@ -64,13 +53,6 @@ plans:
 			<-exited
 		}
 	}()
-	waitFor(t, 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
 	g := &gateway{t: t, url: "http://" + addr}
 	_, key, _ := g.newOrg("acme", "p", []string{"slow"}, nil)
 
