@@ -1,6 +1,7 @@
 package tollgate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -190,6 +191,21 @@ type HistoryFilter struct {
 	Feature string
 	Limit   int
 	Offset  int
+}
+
+// The account API's default paths: an API key's own history and usage.
+const (
+	DefaultHistoryPath = "/v1/history"
+	DefaultUsagePath   = "/v1/usage"
+)
+
+// AccountRoutes are the account API's ServeMux patterns with history and
+// usage as its paths (empty: the defaults): list the history, get one
+// item, delete one item, and the usage. The gateway serves them and the
+// config refuses model routes that conflict with them.
+func AccountRoutes(history, usage string) [4]string {
+	history, usage = cmp.Or(history, DefaultHistoryPath), cmp.Or(usage, DefaultUsagePath)
+	return [4]string{"GET " + history, "GET " + history + "/{id}", "DELETE " + history + "/{id}", "GET " + usage}
 }
 
 // History page sizes: a zero Limit asks for DefaultHistoryLimit, a larger

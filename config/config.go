@@ -43,8 +43,8 @@ const (
 	DefaultLeaseTTL         = 15 * time.Second
 	DefaultShutdownGrace    = 30 * time.Second
 	DefaultHistoryRetention = 30 * 24 * time.Hour
-	DefaultHistoryPath      = "/v1/history"
-	DefaultUsagePath        = "/v1/usage"
+	DefaultHistoryPath      = tollgate.DefaultHistoryPath
+	DefaultUsagePath        = tollgate.DefaultUsagePath
 	DefaultErrorProfile     = tollgate.ProfileTollgate
 	DefaultKeyPrefix        = tollgate.DefaultKeyPrefix
 	DefaultLimiterPrefix    = "tg:"

@@ -1,11 +1,12 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/tollgate/tollgate"
 )
 
 // reservedPaths belong to tollgate itself: a model route whose path is one
@@ -25,11 +26,13 @@ func (c *Config) tollgateRoutes() []route {
 	}
 	// Invalid paths are reported by accountPath; ServeMux refuses the
 	// patterns they make, and routeConflicts skips those.
-	history, usage := cmp.Or(c.HistoryPath, DefaultHistoryPath), cmp.Or(c.UsagePath, DefaultUsagePath)
-	for _, p := range []string{"GET " + history, "GET " + history + "/{id}", "DELETE " + history + "/{id}"} {
-		out = append(out, route{field: "the account API's history_path", pattern: p})
+	for i, p := range tollgate.AccountRoutes(c.HistoryPath, c.UsagePath) {
+		field := "the account API's history_path"
+		if i == 3 {
+			field = "the account API's usage_path"
+		}
+		out = append(out, route{field: field, pattern: p})
 	}
-	out = append(out, route{field: "the account API's usage_path", pattern: "GET " + usage})
 	return out
 }
 

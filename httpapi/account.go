@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,11 +22,11 @@ func (s *Server) registerAccount(mux *http.ServeMux) error {
 			errs = append(errs, fmt.Errorf("httpapi: account route conflicts with a model route: %w", err))
 		}
 	}
-	history, usage := cmp.Or(s.HistoryPath, "/v1/history"), cmp.Or(s.UsagePath, "/v1/usage")
-	h("GET "+history, s.listHistory)
-	h("GET "+history+"/{id}", s.getHistory)
-	h("DELETE "+history+"/{id}", s.deleteHistory)
-	h("GET "+usage, s.getUsage)
+	routes := tollgate.AccountRoutes(s.HistoryPath, s.UsagePath)
+	h(routes[0], s.listHistory)
+	h(routes[1], s.getHistory)
+	h(routes[2], s.deleteHistory)
+	h(routes[3], s.getUsage)
 	return errors.Join(errs...)
 }
 
