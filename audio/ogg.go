@@ -20,14 +20,14 @@ import (
 // it does not start at 0 (a stream cut from a live one). The granule is
 // then held to the packets actually present: it may not exceed the
 // samples of every audio packet walked, nor fall below the samples of the
-// packets before its page. For Opus (TOC byte, RFC 6716 §3.1) and FLAC
-// (frame header) those counts are exact, and for Vorbis too once the
-// modes of its setup header are read (vorbis.go); a Vorbis setup header
-// that cannot be read leaves bounds (blocksize_0/2 to blocksize_1/2 per
-// packet). An honest file is measured exactly by its granule; a forged
-// granule on a page with a valid CRC can move the duration only within
-// the samples of its own page (within the bounds, for such a Vorbis
-// stream).
+// packets before the last one of its page (a decoder trims at most that
+// one). For Opus (TOC byte, RFC 6716 §3.1) and FLAC (frame header) those
+// counts are exact, and for Vorbis too once the modes of its setup header
+// are read (vorbis.go). A Vorbis setup header that cannot be read leaves
+// bounds (blocksize_0/2 to blocksize_1/2 per packet), and the granule may
+// then fall to the samples before its page. An honest file is measured
+// exactly by its granule; a forged granule on a page with a valid CRC can
+// move the duration only within those bounds.
 //
 // Header pages only (granule 0), or a pre-skip at least the whole
 // stream: no samples. Limits: chained streams (a second stream after the
@@ -280,18 +280,21 @@ func (st *oggStream) page(page []byte) {
 	}
 	if !st.started && audio {
 		st.started = true
-		if st.codec != "vorbis" || st.vclock != nil { // exact counts: where the stream starts
+		if st.exact() { // where the stream starts
 			st.start = max(granule-pageHi, 0)
 		}
 	}
 	st.granule, st.lo, st.hi = granule, lo0, st.sumHi
-	if st.codec != "vorbis" || st.vclock != nil {
-		// Exact counts: a granule may trim the end of the last packet of
-		// its page (a decoder discards no more than that), not the
-		// packets before it.
+	if st.exact() {
+		// A granule may trim the end of the last packet of its page (a
+		// decoder discards no more than that), not the packets before it.
 		st.lo = st.sumLo - lastLo
 	}
 }
+
+// exact reports whether the packets' samples are counted exactly (not
+// bounded): always but for a Vorbis stream whose modes are unknown.
+func (st *oggStream) exact() bool { return st.codec != "vorbis" || st.vclock != nil }
 
 // packet reports the samples of a completed packet whose first bytes are
 // head (bounds, equal when exact) and whether it is an audio packet.
