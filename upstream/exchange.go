@@ -125,11 +125,7 @@ func (ex *exchange) prepare(p *Proxy, r *http.Request, requestID string, failove
 			if ex.body.err == nil {
 				ex.body.err = err
 			}
-			var te *tollgate.Error
-			if cerr := r.Context().Err(); cerr != nil && !errors.As(ex.body.err, &te) {
-				return cancelled("", cerr)
-			}
-			return bodyError(ex.body.err)
+			return ex.clientFailure(r.Context(), "")
 		}
 		ex.bodyMode = bodyBuffered
 	default:
@@ -342,17 +338,8 @@ func isEventStream(contentType []byte) bool {
 // failure turns a failed call into its catalog error. head reports that
 // the request was sent and the response head was being read.
 func (ex *exchange) failure(ctx context.Context, m *tollgate.Model, err error, head bool) error {
-	var te *tollgate.Error
-	if errors.As(ex.body.err, &te) {
-		// The gateway's own check of the body (a cap, a stalled upload)
-		// said what is wrong; the context may be cancelled by it too.
-		return te
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return cancelled(m.ID, cerr)
-	}
-	if ex.body.err != nil {
-		return bodyError(ex.body.err)
+	if err := ex.clientFailure(ctx, m.ID); err != nil {
+		return err
 	}
 	cause := fmt.Errorf("upstream: model %s: %w", m.ID, err)
 	switch {
@@ -366,6 +353,24 @@ func (ex *exchange) failure(ctx context.Context, m *tollgate.Model, err error, h
 		return &tollgate.Error{Code: upstreamErrorCode(m), Err: cause}
 	}
 	return &tollgate.Error{Code: unreachableCode(m, tollgate.CodeUpstreamUnavailable), Err: cause}
+}
+
+// clientFailure is the error when the client's side failed, nil when it
+// did not: the gateway's own check of the body (a cap, a stalled upload)
+// when it failed, as that may cancel the context too; else a client gone;
+// else a body that could not be read.
+func (ex *exchange) clientFailure(ctx context.Context, modelID string) error {
+	var te *tollgate.Error
+	if errors.As(ex.body.err, &te) {
+		return te
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cancelled(modelID, cerr)
+	}
+	if ex.body.err != nil {
+		return bodyError(ex.body.err)
+	}
+	return nil
 }
 
 // unreachableCode is the code for an upstream that could not be reached
