@@ -42,6 +42,9 @@ func (s *Store) History(ctx context.Context, f tollgate.HistoryFilter) ([]tollga
 	if err != nil {
 		return nil, err
 	}
+	if err := s.flushLedger(ctx, "list history"); err != nil {
+		return nil, err
+	}
 	query := `SELECT ` + historyColumns + ` FROM history WHERE org_id = ?`
 	args := []any{f.OrgID}
 	if f.Feature != "" {
@@ -70,6 +73,9 @@ func (s *Store) History(ctx context.Context, f tollgate.HistoryFilter) ([]tollga
 // HistoryItem returns the org's item id; not_found when there is none or
 // it is another org's (the same answer: nothing about it is revealed).
 func (s *Store) HistoryItem(ctx context.Context, orgID, id string) (*tollgate.HistoryItem, error) {
+	if err := s.flushLedger(ctx, "find history item"); err != nil {
+		return nil, err
+	}
 	h, err := scanHistoryItem(s.read.QueryRowContext(ctx,
 		`SELECT `+historyColumns+` FROM history WHERE id = ? AND org_id = ?`, id, orgID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -84,6 +90,9 @@ func (s *Store) HistoryItem(ctx context.Context, orgID, id string) (*tollgate.Hi
 // DeleteHistory removes the org's item id; not_found as in HistoryItem
 // (another org's item is left alone).
 func (s *Store) DeleteHistory(ctx context.Context, orgID, id string) error {
+	if err := s.flushLedger(ctx, "delete history item"); err != nil {
+		return err
+	}
 	res, err := s.write.ExecContext(ctx, `DELETE FROM history WHERE id = ? AND org_id = ?`, id, orgID)
 	if err != nil {
 		return wrap("delete history item", err)
@@ -100,6 +109,9 @@ func (s *Store) DeleteHistory(ctx context.Context, orgID, id string) error {
 // per transaction, and returns how many it deleted (also when it fails
 // part way).
 func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int, error) {
+	if err := s.flushLedger(ctx, "prune history"); err != nil {
+		return 0, err
+	}
 	// Each org's items older than before, through history_org_created
 	// (there is no index on created_at alone: it would be paid by every
 	// request's commit). The orgs are found by a loose scan of the same

@@ -52,6 +52,9 @@ type Store struct {
 	access    *sql.Stmt // prepared on read: the request path's lookup
 	// The ledger's inserts, prepared on write.
 	insertEvents, insertItems *inserter
+	// journal is the ledger's write-ahead log (journal.go); nil when
+	// another process holds it, and the ledger is then written directly.
+	journal *journal
 }
 
 var _ tollgate.Store = (*Store)(nil)
@@ -108,6 +111,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
+	if s.journal, err = s.openJournal(ctx, path); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
 	s.read, err = sql.Open("sqlite", base+sep+common+"&_query_only=1")
 	if err != nil {
 		s.write.Close()
@@ -149,8 +157,37 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Ping runs a query on a read connection.
+// openJournal opens the ledger journal beside the database file path (a
+// file name or a "file:" URI) and replays what it holds.
+func (s *Store) openJournal(ctx context.Context, path string) (*journal, error) {
+	name := path
+	if strings.HasPrefix(path, "file:") {
+		u, err := url.Parse(path)
+		if err != nil {
+			return nil, fmt.Errorf("journal: database path %q: %w", path, err)
+		}
+		if name = u.Path; name == "" {
+			name = u.Opaque
+		}
+	}
+	if name == "" {
+		return nil, fmt.Errorf("journal: database path %q has no file name", path)
+	}
+	j, ok, err := openJournal(ctx, name, s.insertLedger)
+	if !ok {
+		return nil, err
+	}
+	return j, nil
+}
+
+// Ping runs a query on a read connection, and fails once the ledger
+// journal has failed to write to the disk.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.journal != nil {
+		if err := s.journal.err(); err != nil {
+			return wrap("ping", err)
+		}
+	}
 	var one int
 	return wrap("ping", s.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one))
 }
@@ -163,6 +200,9 @@ func (s *Store) Close() error {
 
 func (s *Store) close() error {
 	var errs []error
+	if s.journal != nil {
+		errs = append(errs, s.journal.close())
+	}
 	if s.ckpt != nil {
 		errs = append(errs, s.ckpt.close())
 	}

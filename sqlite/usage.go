@@ -85,8 +85,10 @@ func (in *inserter) insert(ctx context.Context, tx *sql.Tx, n int, row func(args
 }
 
 // Commit appends events and history items in one write transaction: the
-// unit of a group commit, durable (synchronous=FULL: one WAL fsync) when
-// Commit returns. An event whose request id is in the ledger already, or
+// unit of a group commit, durable when Commit returns: appended to the
+// ledger journal and synced (journal.go), or, without the journal, one
+// write transaction with synchronous=FULL (one WAL fsync). Every read of
+// the ledger sees it. An event whose request id is in the ledger already, or
 // earlier in the batch, is skipped, as is a history item whose ID exists;
 // neither is an error, and the first one stays. An event without a request
 // id, org or time, or with a quantity or credits that is not a finite
@@ -106,7 +108,19 @@ func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items 
 			return fmt.Errorf("sqlite: commit: history item %d: %w", i, err)
 		}
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	if s.journal != nil {
+		if err := ctx.Err(); err != nil {
+			return wrap("commit", err)
+		}
+		return wrap("commit", s.journal.append(events, items))
+	}
+	return wrap("commit", s.insertLedger(ctx, events, items))
+}
+
+// insertLedger inserts events and items in one write transaction, durable
+// when it returns, skipping those already present.
+func (s *Store) insertLedger(ctx context.Context, events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
 		err := s.insertEvents.insert(ctx, tx, len(events), func(args []any, i int) []any {
 			e := &events[i]
 			period, _, _ := tollgate.Period(e.Time)
@@ -127,13 +141,24 @@ func (s *Store) Commit(ctx context.Context, events []tollgate.UsageEvent, items 
 		}
 		return nil
 	})
-	return wrap("commit", err)
+}
+
+// flushLedger puts every batch committed so far into the tables, for a
+// read of them.
+func (s *Store) flushLedger(ctx context.Context, op string) error {
+	if s.journal == nil {
+		return nil
+	}
+	return wrap(op, s.journal.flush(ctx))
 }
 
 // UsageTotals sums the ledger per org × model × month (UTC) over the events
 // at or after since, ordered by org, model and month. The zero since sums
 // every event (free credits are a lifetime grant).
 func (s *Store) UsageTotals(ctx context.Context, since time.Time) ([]tollgate.UsageTotal, error) {
+	if err := s.flushLedger(ctx, "usage totals"); err != nil {
+		return nil, err
+	}
 	rows, err := s.read.QueryContext(ctx, `
 		SELECT org_id, model, period, SUM(quantity), SUM(credits), SUM(free_credits)
 		FROM usage_events
@@ -170,6 +195,9 @@ const dayOf = `date(time / 1000000000 - (time % 1000000000 < 0), 'unixepoch')`
 // has no usage: no rows, not not_found.
 func (s *Store) Usage(ctx context.Context, q tollgate.UsageQuery) ([]tollgate.UsageRow, error) {
 	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.flushLedger(ctx, "usage"); err != nil {
 		return nil, err
 	}
 	var query string

@@ -22,6 +22,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/tollgate/tollgate/internal/demomodel"
+	"github.com/tollgate/tollgate/sqlite"
 )
 
 // meteredExtra adds metered models and plans to the e2e config's models
@@ -349,6 +350,16 @@ plans:
 	stop.Store(true)
 	wg.Wait()
 
+	// The ledger is the tables and the journal in front of them (what
+	// the dead process had appended but not yet moved into the tables):
+	// opening the store replays the journal.
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
 	if err != nil {
 		t.Fatal(err)

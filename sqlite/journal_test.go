@@ -1,0 +1,459 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate"
+)
+
+// slowIngest makes the journal ingest only when asked (a read, Close),
+// so that a test decides what is still in the journal.
+func slowIngest(t *testing.T) {
+	old := ingestEvery
+	ingestEvery = time.Hour
+	t.Cleanup(func() { ingestEvery = old })
+}
+
+func openStore(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// crash leaves s as a killed process would: the journal's files as they
+// are, nothing moved into the tables.
+func crash(t *testing.T, s *Store) {
+	t.Helper()
+	j := s.journal
+	if j == nil {
+		t.Fatal("the store has no journal")
+	}
+	close(j.stop)
+	<-j.done
+	if err := j.closeFiles(); err != nil {
+		t.Fatal(err)
+	}
+	s.journal = nil
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func batch(n int, prefix string, at time.Time) ([]tollgate.UsageEvent, []tollgate.HistoryItem) {
+	events := make([]tollgate.UsageEvent, n)
+	items := make([]tollgate.HistoryItem, n)
+	for i := range events {
+		id := fmt.Sprintf("%s%03d", prefix, i)
+		events[i] = tollgate.UsageEvent{RequestID: "req_" + id, OrgID: "acme", KeyID: "key_1", Model: "stt",
+			Unit: tollgate.UnitAudioSeconds, Quantity: 1.5, Credits: 0.25, FreeCredits: 0.125, Time: at}
+		items[i] = tollgate.HistoryItem{ID: "hist_" + id, OrgID: "acme", KeyID: "key_1", RequestID: "req_" + id,
+			Model: "stt", Feature: "stt", Status: 200, Unit: tollgate.UnitAudioSeconds, Quantity: 1.5, Credits: 0.25,
+			Input: "audio/wav 1.5 s", Output: "200 application/json", CreatedAt: at}
+	}
+	return events, items
+}
+
+// tableRows counts the rows in the tables themselves (no flush).
+func tableRows(t *testing.T, s *Store) (events, items int) {
+	t.Helper()
+	if err := s.read.QueryRow(`SELECT (SELECT COUNT(*) FROM usage_events), (SELECT COUNT(*) FROM history)`).Scan(&events, &items); err != nil {
+		t.Fatal(err)
+	}
+	return events, items
+}
+
+func journalRecords(t *testing.T, path string) (n int) {
+	t.Helper()
+	for i := range 2 {
+		data, err := os.ReadFile(fmt.Sprintf("%s-ledger%d", path, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := decodeJournal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
+	}
+	return n
+}
+
+// TestJournalReplay: batches committed (appended and synced) but not yet
+// in the tables when the process dies are there after the next Open,
+// each once, with every field, and the journal is empty again.
+func TestJournalReplay(t *testing.T) {
+	slowIngest(t)
+	path := filepath.Join(t.TempDir(), "t.db")
+	at := time.Date(2025, 6, 30, 23, 59, 59, 999_999_000, time.UTC)
+	s := openStore(t, path)
+	events, items := batch(3, "a", at)
+	for i := range events {
+		if err := s.Commit(t.Context(), events[i:i+1], items[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A retried batch (the committer's retry after an unknown outcome).
+	if err := s.Commit(t.Context(), events[:1], items[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if e, h := tableRows(t, s); e != 0 || h != 0 {
+		t.Fatalf("the tables hold %d events and %d items before any ingestion; want them in the journal only", e, h)
+	}
+	crash(t, s)
+	if n := journalRecords(t, path); n != 4 {
+		t.Fatalf("the journal holds %d records after the crash, want 4", n)
+	}
+
+	s = openStore(t, path)
+	if e, h := tableRows(t, s); e != 3 || h != 3 {
+		t.Fatalf("after the replay the tables hold %d events and %d items, want 3 and 3", e, h)
+	}
+	if n := journalRecords(t, path); n != 0 {
+		t.Errorf("the journal holds %d records after the replay, want 0", n)
+	}
+	got, err := s.History(t.Context(), tollgate.HistoryFilter{OrgID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tollgate.HistoryItem{items[2], items[1], items[0]}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("history after the replay:\n got %+v\nwant %+v", got, want)
+	}
+	totals, err := s.UsageTotals(t.Context(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(totals) != 1 || totals[0].Period != "2025-06" || totals[0].Units != 4.5 || totals[0].Credits != 0.75 || totals[0].FreeCredits != 0.375 {
+		t.Errorf("usage totals after the replay: %+v, want one June group of 4.5 units, 0.75 credits, 0.375 free", totals)
+	}
+}
+
+// TestJournalReadsSeeCommits: every read of the ledger sees the commits
+// that returned before it, though they are in the journal only.
+func TestJournalReadsSeeCommits(t *testing.T) {
+	slowIngest(t)
+	s := openStore(t, filepath.Join(t.TempDir(), "t.db"))
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	reads := map[string]func(ctx context.Context) (bool, error){
+		"History": func(ctx context.Context) (bool, error) {
+			h, err := s.History(ctx, tollgate.HistoryFilter{OrgID: "acme"})
+			return len(h) == 1, err
+		},
+		"HistoryItem": func(ctx context.Context) (bool, error) {
+			_, err := s.HistoryItem(ctx, "acme", "hist_HistoryItem000")
+			return err == nil, nil
+		},
+		"DeleteHistory": func(ctx context.Context) (bool, error) {
+			return s.DeleteHistory(ctx, "acme", "hist_DeleteHistory000") == nil, nil
+		},
+		"UsageTotals": func(ctx context.Context) (bool, error) {
+			u, err := s.UsageTotals(ctx, time.Time{})
+			return len(u) == 1 && u[0].Units == 1.5, err
+		},
+		"Usage": func(ctx context.Context) (bool, error) {
+			u, err := s.Usage(ctx, tollgate.UsageQuery{OrgID: "acme", GroupBy: "model"})
+			return len(u) == 1 && u[0].Requests == 1, err
+		},
+		"PruneHistory": func(ctx context.Context) (bool, error) {
+			n, err := s.PruneHistory(ctx, at.Add(time.Second))
+			return n == 1, err
+		},
+	}
+	for name, read := range reads {
+		// Empty the tables, then commit one event and item.
+		if _, err := s.write.Exec(`DELETE FROM usage_events; DELETE FROM history`); err != nil {
+			t.Fatal(err)
+		}
+		events, items := batch(1, name, at)
+		if err := s.Commit(t.Context(), events, items); err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := tableRows(t, s); e != 0 {
+			t.Fatalf("%s: the commit is in the tables before the read; the test needs it in the journal", name)
+		}
+		ok, err := read(t.Context())
+		if err != nil || !ok {
+			t.Errorf("%s right after a commit: saw it %v, err %v", name, ok, err)
+		}
+	}
+}
+
+// TestJournalTornAppend: an append cut short by a crash (never
+// acknowledged) ends the journal; the records before it are replayed.
+func TestJournalTornAppend(t *testing.T) {
+	slowIngest(t)
+	path := filepath.Join(t.TempDir(), "t.db")
+	s := openStore(t, path)
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	events, items := batch(2, "t", at)
+	if err := s.Commit(t.Context(), events, items); err != nil {
+		t.Fatal(err)
+	}
+	jf := s.journal.files[s.journal.active]
+	torn := appendRecord(nil, jf.epoch, s.journal.nextSeq, events, items)
+	if _, err := jf.f.WriteAt(torn[:len(torn)-3], jf.off); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, s)
+	s = openStore(t, path)
+	if e, h := tableRows(t, s); e != 2 || h != 2 {
+		t.Errorf("after a torn append the tables hold %d events and %d items, want the 2 and 2 before it", e, h)
+	}
+}
+
+// TestJournalNoResurrection: a history item deleted after it was moved
+// into the tables does not come back from the journal on the next Open.
+func TestJournalNoResurrection(t *testing.T) {
+	slowIngest(t)
+	path := filepath.Join(t.TempDir(), "t.db")
+	s := openStore(t, path)
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	events, items := batch(2, "r", at)
+	if err := s.Commit(t.Context(), events[:1], items[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteHistory(t.Context(), "acme", items[0].ID); err != nil { // ingests, then deletes
+		t.Fatal(err)
+	}
+	if err := s.Commit(t.Context(), events[1:], items[1:]); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, s)
+	s = openStore(t, path)
+	h, err := s.History(t.Context(), tollgate.HistoryFilter{OrgID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 1 || h[0].ID != items[1].ID {
+		t.Errorf("history after the restart: %+v, want only %s", h, items[1].ID)
+	}
+}
+
+// TestJournalCorruptRecord: a record whose checksum is good but whose
+// batch does not decode was acknowledged by a gateway: Open refuses to go
+// on without it rather than drop it.
+func TestJournalCorruptRecord(t *testing.T) {
+	slowIngest(t)
+	path := filepath.Join(t.TempDir(), "t.db")
+	s := openStore(t, path)
+	jf := s.journal.files[s.journal.active]
+	bad := append(make([]byte, journalHeader), 0x05) // 5 events, none there
+	sealRecord(bad, jf.epoch, 0)
+	if _, err := jf.f.WriteAt(bad, 0); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, s)
+	if s, err := Open(t.Context(), path); err == nil {
+		s.Close()
+		t.Fatal("Open succeeded over a journal record that does not decode")
+	} else if want := path + "-ledger"; !strings.Contains(err.Error(), want) {
+		t.Errorf("Open's error %q does not name the journal file %s…", err, want)
+	}
+}
+
+// TestJournalSecondOpener: a second Open of a database whose journal is
+// held writes to the tables directly, and both see each other's commits.
+func TestJournalSecondOpener(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	a := openStore(t, path)
+	b := openStore(t, path)
+	if a.journal == nil || b.journal != nil {
+		t.Fatalf("journals: first opener %v, second %v; want only the first", a.journal != nil, b.journal != nil)
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	ea, ia := batch(1, "a", at)
+	eb, ib := batch(1, "b", at)
+	if err := a.Commit(t.Context(), ea, ia); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(t.Context(), eb, ib); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Store{"first": a, "second": b} {
+		h, err := s.History(t.Context(), tollgate.HistoryFilter{OrgID: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "second" && len(h) < 1 {
+			t.Errorf("the second opener sees %d items, want at least its own", len(h))
+		}
+		if name == "first" && len(h) != 2 {
+			t.Errorf("the first opener sees %d items, want 2", len(h))
+		}
+	}
+}
+
+// TestJournalIngestRetried: a failed ingestion loses nothing: the reads
+// that waited for it get its error, appends go on, and the next round
+// moves every batch, in order.
+func TestJournalIngestRetried(t *testing.T) {
+	slowIngest(t)
+	var mu sync.Mutex
+	var got []string
+	fail := true
+	ingest := func(_ context.Context, events []tollgate.UsageEvent, _ []tollgate.HistoryItem) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errors.New("disk full")
+		}
+		for _, e := range events {
+			got = append(got, e.RequestID)
+		}
+		return nil
+	}
+	base := filepath.Join(t.TempDir(), "t.db")
+	j, ok, err := openJournal(t.Context(), base, ingest)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	e1, i1 := batch(2, "x", at)
+	if err := j.append(e1, i1); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.flush(t.Context()); err == nil || !strings.Contains(err.Error(), "ledger journal: ingest: disk full") {
+		t.Fatalf("flush over a failing ingestion: %v", err)
+	}
+	e2, i2 := batch(1, "y", at)
+	if err := j.append(e2, i2); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	if err := j.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"req_x000", "req_x001", "req_y000"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ingested %v, want %v", got, want)
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJournalBroken: after a write fails, every append fails with the
+// same error and the store's Ping reports it (so /readyz does).
+func TestJournalBroken(t *testing.T) {
+	slowIngest(t)
+	s := openStore(t, filepath.Join(t.TempDir(), "t.db"))
+	s.journal.files[s.journal.active].f.Close() // the disk goes away
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	events, items := batch(1, "b", at)
+	for range 2 {
+		if err := s.Commit(t.Context(), events, items); err == nil || !errors.Is(err, errJournalBroken) {
+			t.Fatalf("Commit on a broken journal: %v", err)
+		}
+	}
+	if err := s.Ping(t.Context()); err == nil || !errors.Is(err, errJournalBroken) {
+		t.Errorf("Ping on a broken journal: %v", err)
+	}
+}
+
+// TestDecodeJournal: the run of records ends at a bad checksum, another
+// epoch or a gap in the seqs; what follows is not read.
+func TestDecodeJournal(t *testing.T) {
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	e, i := batch(1, "d", at)
+	rec := func(epoch, seq uint64) []byte { return appendRecord(nil, epoch, seq, e, i) }
+	cat := func(bs ...[]byte) []byte {
+		var out []byte
+		for _, b := range bs {
+			out = append(out, b...)
+		}
+		return append(out, make([]byte, 100)...)
+	}
+	flipped := rec(7, 2)
+	flipped[len(flipped)-1] ^= 1
+	for _, c := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"three in a row", cat(rec(7, 1), rec(7, 2), rec(7, 3)), 3},
+		{"zeros", make([]byte, 4096), 0},
+		{"bad checksum", cat(rec(7, 1), flipped, rec(7, 3)), 1},
+		{"another epoch", cat(rec(7, 1), rec(8, 2)), 1},
+		{"a gap in the seqs", cat(rec(7, 1), rec(7, 3)), 1},
+		{"an older record after", cat(rec(7, 5), rec(7, 6), rec(7, 2)), 2},
+		{"cut short", rec(7, 1)[:40], 0},
+	} {
+		recs, err := decodeJournal(c.data)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if len(recs) != c.want {
+			t.Errorf("%s: %d records, want %d", c.name, len(recs), c.want)
+		}
+		for _, r := range recs {
+			if !reflect.DeepEqual(r.events, e) || !reflect.DeepEqual(r.items, i) {
+				t.Errorf("%s: record %d decodes to %+v %+v, want %+v %+v", c.name, r.seq, r.events, r.items, e, i)
+			}
+		}
+	}
+}
+
+// FuzzDecodeJournal: any bytes decode without panicking, in bounded time
+// and memory; a record that decodes re-encodes to the same bytes.
+func FuzzDecodeJournal(f *testing.F) {
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	e, i := batch(2, "f", at)
+	f.Add(appendRecord(appendRecord(nil, 1, 1, e, i), 1, 2, nil, i[:1]))
+	f.Add(appendRecord(nil, 1, 1, e[:1], nil))
+	f.Add(make([]byte, journalHeader+8))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := decodeJournal(data)
+		if err != nil {
+			return
+		}
+		var again []byte
+		var epoch uint64
+		if len(recs) > 0 {
+			epoch = binary.LittleEndian.Uint64(data[8:])
+		}
+		for _, r := range recs {
+			again = appendRecord(again, epoch, r.seq, r.events, r.items)
+		}
+		if len(again) > len(data) || string(again) != string(data[:len(again)]) {
+			t.Errorf("%d records re-encode to %d bytes that differ from the input's first ones", len(recs), len(again))
+		}
+	})
+}
+
+// FuzzDecodeBatch: any payload decodes without panicking, and one that
+// decodes re-encodes to a payload that decodes to the same batch.
+func FuzzDecodeBatch(f *testing.F) {
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	e, i := batch(2, "f", at)
+	f.Add(appendBatch(nil, e, i))
+	f.Add(appendBatch(nil, nil, i[:1]))
+	f.Add([]byte{0, 0})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		events, items, err := decodeBatch(payload)
+		if err != nil {
+			return
+		}
+		e2, i2, err := decodeBatch(appendBatch(nil, events, items))
+		if err != nil {
+			t.Fatalf("a decoded batch re-encodes to one that does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(events, e2) || !reflect.DeepEqual(items, i2) {
+			t.Errorf("round trip changed the batch:\n%+v %+v\n%+v %+v", events, items, e2, i2)
+		}
+	})
+}
