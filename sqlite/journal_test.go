@@ -457,3 +457,43 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkIngest measures the journal's ingestion: one transaction of
+// n events and n history items into tables that hold 100,000 of each
+// (time-ordered ids, as the gateway makes them), in rows/s (an event and
+// its item count as one).
+func BenchmarkIngest(b *testing.B) {
+	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "t.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	seq := 0
+	next := func(n int) ([]tollgate.UsageEvent, []tollgate.HistoryItem) {
+		seq++
+		at = at.Add(time.Millisecond)
+		return batch(n, fmt.Sprintf("%012d_", seq), at)
+	}
+	for range 100 {
+		e, i := next(1000)
+		if err := s.insertLedger(b.Context(), e, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range []int{200, 1000, 4000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			total := 0
+			for b.Loop() {
+				b.StopTimer()
+				e, i := next(n)
+				b.StartTimer()
+				if err := s.insertLedger(b.Context(), e, i); err != nil {
+					b.Fatal(err)
+				}
+				total += n
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
