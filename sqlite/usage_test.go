@@ -57,7 +57,9 @@ func (g ids) next(prefix string, at time.Time) string {
 }
 
 // BenchmarkCommit measures the ledger's group commit in events/s, for
-// batches of 1 to 1024 events, each Commit durable (one WAL fsync). The
+// batches of 1 to 1024 events, each Commit durable: one journal append
+// and fdatasync, with the journal's background inserts running beside it
+// (BenchmarkIngest measures those alone). The
 // ledger holds 100,000 events (and items) first, so that the unique
 // indexes are past the size where random ids still land on few pages.
 //   - ids=random: request ids as httpapi makes them today;
