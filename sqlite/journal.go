@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -135,11 +134,12 @@ func openJournal(ctx context.Context, base string, ingest func(context.Context, 
 		if i == 0 {
 			// The lock is the first file's and lasts while it is open;
 			// the kernel drops it when the process dies.
-			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-				if errors.Is(err, syscall.EWOULDBLOCK) {
-					return nil, false, nil
-				}
+			locked, err := lockJournal(f)
+			if err != nil {
 				return nil, false, fmt.Errorf("lock journal %s: %w", name, err)
+			}
+			if !locked {
+				return nil, false, nil
 			}
 		}
 	}
@@ -283,7 +283,7 @@ func invalidate(f *os.File) error {
 	if _, err := f.WriteAt(zero[:], 0); err != nil {
 		return err
 	}
-	return syscall.Fdatasync(int(f.Fd()))
+	return datasync(f)
 }
 
 // append writes events and items as one record and syncs it.
@@ -298,11 +298,15 @@ func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryI
 		jf.seq = j.nextSeq
 	}
 	j.buf = appendRecord(j.buf[:0], jf.epoch, j.nextSeq, events, items)
+	if len(j.buf)-journalHeader > journalMaxBatch {
+		// Replay would take it for the end of the journal.
+		return fmt.Errorf("ledger journal: a batch of %d bytes is over the %d a record holds", len(j.buf)-journalHeader, journalMaxBatch)
+	}
 	if _, err := jf.f.WriteAt(j.buf, jf.off); err != nil {
 		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
 		return j.broken
 	}
-	if err := syscall.Fdatasync(int(jf.f.Fd())); err != nil {
+	if err := datasync(jf.f); err != nil {
 		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
 		return j.broken
 	}
