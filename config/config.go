@@ -36,20 +36,22 @@ import (
 
 // Defaults for settings left out of the file.
 const (
-	DefaultListen           = "127.0.0.1:8080"
-	DefaultStore            = "sqlite://tollgate.db"
-	DefaultLimiter          = Memory
-	DefaultKeyCacheTTL      = 2 * time.Second
-	DefaultLeaseTTL         = 15 * time.Second
-	DefaultShutdownGrace    = 30 * time.Second
-	DefaultHistoryRetention = 30 * 24 * time.Hour
-	DefaultHistoryPath      = tollgate.DefaultHistoryPath
-	DefaultUsagePath        = tollgate.DefaultUsagePath
-	DefaultErrorProfile     = tollgate.ProfileTollgate
-	DefaultKeyPrefix        = tollgate.DefaultKeyPrefix
-	DefaultLimiterPrefix    = "tg:"
-	DefaultLimiterFailure   = FailOpen
-	DefaultLimiterTimeout   = 100 * time.Millisecond
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultStore             = "sqlite://tollgate.db"
+	DefaultLimiter           = Memory
+	DefaultKeyCacheTTL       = 2 * time.Second
+	DefaultLeaseTTL          = 15 * time.Second
+	DefaultShutdownGrace     = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultKeepaliveTimeout  = 120 * time.Second
+	DefaultHistoryRetention  = 30 * 24 * time.Hour
+	DefaultHistoryPath       = tollgate.DefaultHistoryPath
+	DefaultUsagePath         = tollgate.DefaultUsagePath
+	DefaultErrorProfile      = tollgate.ProfileTollgate
+	DefaultKeyPrefix         = tollgate.DefaultKeyPrefix
+	DefaultLimiterPrefix     = "tg:"
+	DefaultLimiterFailure    = FailOpen
+	DefaultLimiterTimeout    = 100 * time.Millisecond
 )
 
 // What rate limits do while the Redis limiter is unreachable. Credits,
@@ -97,6 +99,13 @@ type Config struct {
 	// ShutdownGrace bounds how long in-flight requests may finish on
 	// shutdown; 0 stops at once.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" koanf:"shutdown_grace"`
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers (slowloris); the connection is closed after it.
+	// Positive. Default: 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" koanf:"read_header_timeout"`
+	// KeepaliveTimeout is how long an idle keep-alive connection is kept
+	// open for the client's next request. Positive. Default: 120s.
+	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout" koanf:"keepalive_timeout"`
 	// HistoryRetention is how long history items are kept. Default: 720h.
 	HistoryRetention time.Duration `yaml:"history_retention" koanf:"history_retention"`
 	// HistoryPath is where the account API serves history: GET lists it,
@@ -188,21 +197,23 @@ type PlanConfig struct {
 // settings present, so an explicit value (even 0s) is kept.
 func defaults() Config {
 	return Config{
-		Listen:           DefaultListen,
-		Store:            DefaultStore,
-		Limiter:          DefaultLimiter,
-		LimiterPrefix:    DefaultLimiterPrefix,
-		LimiterFailure:   DefaultLimiterFailure,
-		LimiterTimeout:   DefaultLimiterTimeout,
-		Replicas:         1,
-		KeyPrefix:        DefaultKeyPrefix,
-		KeyCacheTTL:      DefaultKeyCacheTTL,
-		LeaseTTL:         DefaultLeaseTTL,
-		ShutdownGrace:    DefaultShutdownGrace,
-		HistoryRetention: DefaultHistoryRetention,
-		HistoryPath:      DefaultHistoryPath,
-		UsagePath:        DefaultUsagePath,
-		ErrorProfile:     DefaultErrorProfile,
+		Listen:            DefaultListen,
+		Store:             DefaultStore,
+		Limiter:           DefaultLimiter,
+		LimiterPrefix:     DefaultLimiterPrefix,
+		LimiterFailure:    DefaultLimiterFailure,
+		LimiterTimeout:    DefaultLimiterTimeout,
+		Replicas:          1,
+		KeyPrefix:         DefaultKeyPrefix,
+		KeyCacheTTL:       DefaultKeyCacheTTL,
+		LeaseTTL:          DefaultLeaseTTL,
+		ShutdownGrace:     DefaultShutdownGrace,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		KeepaliveTimeout:  DefaultKeepaliveTimeout,
+		HistoryRetention:  DefaultHistoryRetention,
+		HistoryPath:       DefaultHistoryPath,
+		UsagePath:         DefaultUsagePath,
+		ErrorProfile:      DefaultErrorProfile,
 	}
 }
 

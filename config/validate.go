@@ -75,6 +75,8 @@ func (c *Config) problems() []*fieldError {
 	p.duration("key_cache_ttl", c.KeyCacheTTL, false)
 	p.duration("lease_ttl", c.LeaseTTL, false)
 	p.duration("shutdown_grace", c.ShutdownGrace, true)
+	p.duration("read_header_timeout", c.ReadHeaderTimeout, false)
+	p.duration("keepalive_timeout", c.KeepaliveTimeout, false)
 	p.duration("history_retention", c.HistoryRetention, false)
 	p.accountPath("history_path", c.HistoryPath)
 	p.accountPath("usage_path", c.UsagePath)

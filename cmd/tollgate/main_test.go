@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -353,6 +354,77 @@ func TestReadyChecksTheStore(t *testing.T) {
 
 // TestHeaderLimit: request headers over 64 KB are refused (431) before
 // any handler runs.
+// TestConnectionTimeouts: a client that sends part of its headers and
+// stops is disconnected after read_header_timeout, and an idle keep-alive
+// connection after keepalive_timeout; a connection that keeps sending
+// requests stays open past both.
+func TestConnectionTimeouts(t *testing.T) {
+	g := startGateway(t, "tollgate", "read_header_timeout: 300ms\nkeepalive_timeout: 600ms")
+	addr := strings.TrimPrefix(g.url, "http://")
+	// closedAfter reports how long the server took to close conn.
+	closedAfter := func(conn net.Conn, start time.Time) time.Duration {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatal("the server kept the connection open for 5 s")
+				}
+				return time.Since(start)
+			}
+		}
+	}
+
+	t.Run("slow headers", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		start := time.Now()
+		if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")); err != nil {
+			t.Fatal(err)
+		}
+		if d := closedAfter(conn, start); d < 250*time.Millisecond || d > 2*time.Second {
+			t.Errorf("closed %v after the partial headers, want about 300ms", d)
+		}
+	})
+
+	t.Run("idle keep-alive", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		get := func() {
+			t.Helper()
+			if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /healthz: %d", resp.StatusCode)
+			}
+		}
+		// Requests 200 ms apart for 1 s: longer than both timeouts in all.
+		for range 5 {
+			get()
+			time.Sleep(200 * time.Millisecond)
+		}
+		get()
+		if d := closedAfter(conn, time.Now()); d < 500*time.Millisecond || d > 3*time.Second {
+			t.Errorf("an idle connection closed %v after its last answer, want about 600ms", d)
+		}
+	})
+}
+
 func TestHeaderLimit(t *testing.T) {
 	g := startGateway(t, "tollgate", "")
 	r := g.do("GET", "/healthz", map[string]string{"X-Padding": strings.Repeat("a", 100<<10)}, "")

@@ -185,8 +185,8 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.srv = &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		IdleTimeout:       c.KeepaliveTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
