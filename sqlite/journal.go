@@ -67,6 +67,8 @@ var ingestEvery = 100 * time.Millisecond
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+var errJournalClosed = errors.New("the ledger journal is closed")
+
 // errJournalBroken marks a journal whose file failed a write or a sync:
 // what the disk holds is unknown, so it takes no more appends.
 var errJournalBroken = errors.New("the ledger journal failed to write to the disk; restart the gateway")
@@ -104,6 +106,7 @@ type journal struct {
 	// records are those up to retryTarget.
 	retry       *journalFile
 	retryTarget uint64
+	closed      bool // no more rounds will run
 
 	every time.Duration
 	kick  chan struct{}
@@ -343,6 +346,9 @@ func (j *journal) flush(ctx context.Context) error {
 	defer j.mu.Unlock()
 	target := j.appended
 	for j.ingested < target {
+		if j.closed {
+			return errJournalClosed
+		}
 		done := j.roundDone
 		j.mu.Unlock()
 		j.wake()
@@ -452,6 +458,12 @@ func (j *journal) close() error {
 			break
 		}
 	}
+	j.mu.Lock()
+	j.closed = true
+	j.broken = errJournalClosed
+	close(j.roundDone) // wake any flush, which then sees closed
+	j.roundDone = make(chan struct{})
+	j.mu.Unlock()
 	return errors.Join(err, j.closeFiles())
 }
 

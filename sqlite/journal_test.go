@@ -506,3 +506,36 @@ func BenchmarkIngest(b *testing.B) {
 		})
 	}
 }
+
+// TestJournalCloseWithIngestFailing: a Close whose last ingestion fails
+// keeps the batches in the files for the next open, and the journal then
+// refuses appends and flushes at once instead of waiting for rounds that
+// will not come.
+func TestJournalCloseWithIngestFailing(t *testing.T) {
+	slowIngest(t)
+	base := filepath.Join(t.TempDir(), "t.db")
+	j, ok, err := openJournal(t.Context(), base, func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error {
+		return errors.New("disk full")
+	})
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	e, i := batch(2, "c", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	if err := j.append(e, i); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.close(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("close over a failing ingestion: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := j.flush(ctx); !errors.Is(err, errJournalClosed) {
+		t.Errorf("flush after close: %v, want %v", err, errJournalClosed)
+	}
+	if err := j.append(e, i); !errors.Is(err, errJournalClosed) {
+		t.Errorf("append after close: %v, want %v", err, errJournalClosed)
+	}
+	if n := journalRecords(t, base); n != 1 {
+		t.Errorf("the journal holds %d records after the failed close, want the 1 appended", n)
+	}
+}
