@@ -571,24 +571,15 @@ type batchReader struct {
 	err error
 }
 
-func (r *batchReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errBatch
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *batchReader) uvarint() uint64 { return readVarint(r, binary.Uvarint) }
+func (r *batchReader) varint() int64   { return readVarint(r, binary.Varint) }
 
-func (r *batchReader) varint() int64 {
+// readVarint reads one number with read (binary.Uvarint or Varint).
+func readVarint[T uint64 | int64](r *batchReader, read func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	v, n := read(r.b)
 	if n <= 0 {
 		r.err = errBatch
 		return 0
