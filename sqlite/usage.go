@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"time"
 
@@ -80,6 +81,12 @@ func (in *inserter) insert(ctx context.Context, tx *sql.Tx, n int, row func(args
 			return err
 		}
 		i += k
+		// The journal's ingestion inserts thousands of rows here on a
+		// 2-core machine; yielding between statements lets the requests'
+		// goroutines in, instead of at the scheduler's 10 ms preemption
+		// (BenchmarkGroupCommit, 64 clients: p99 wait 6.3–8.5 ms against
+		// 8.9–10.7 ms).
+		runtime.Gosched()
 	}
 	return nil
 }
