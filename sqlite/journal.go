@@ -77,7 +77,6 @@ type journalFile struct {
 	f     *os.File
 	epoch uint64
 	off   int64 // where the next record goes
-	seq   uint64
 	// The batches appended since the file became active, in order (the
 	// caller's slices are copied).
 	events []tollgate.UsageEvent
@@ -297,9 +296,6 @@ func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryI
 		return j.broken
 	}
 	jf := j.files[j.active]
-	if jf.off == 0 {
-		jf.seq = j.nextSeq
-	}
 	j.buf = appendRecord(j.buf[:0], jf.epoch, j.nextSeq, events, items)
 	if len(j.buf)-journalHeader > journalMaxBatch {
 		// Replay would take it for the end of the journal.
