@@ -61,6 +61,13 @@ const (
 	journalBytes    = 4 << 20  // pending bytes that do
 )
 
+// journalHighWater is how many rows may wait for ingestion before
+// appends wait for it too: the active file's batches are also held in
+// memory, so without a bound a stalled ingestion would grow them without
+// end. At ~90k rows/s of ingestion it is only reached when the tables
+// stall (tests lower it).
+var journalHighWater = 16 * journalRows
+
 // ingestEvery is how often the journal's batches are moved into the
 // tables when nothing else asks sooner (tests lengthen it).
 var ingestEvery = 100 * time.Millisecond
@@ -292,6 +299,16 @@ func invalidate(f *os.File) error {
 func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	// Backpressure: over the high-water mark, wait for a round to take
+	// the rows, as long as rounds succeed (a failing ingestion is retried
+	// every tick; the journal holds the rows durably meanwhile).
+	for j.broken == nil && j.roundErr == nil && j.files[j.active].rows() >= journalHighWater {
+		done := j.roundDone
+		j.wake()
+		j.mu.Unlock()
+		<-done
+		j.mu.Lock()
+	}
 	if j.broken != nil {
 		return j.broken
 	}

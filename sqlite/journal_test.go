@@ -539,3 +539,47 @@ func TestJournalCloseWithIngestFailing(t *testing.T) {
 		t.Errorf("the journal holds %d records after the failed close, want the 1 appended", n)
 	}
 }
+
+// TestJournalBackpressure: while ingestion is slow, appends wait once the
+// rows waiting for it reach the high-water mark, and go on when a round
+// has taken them.
+func TestJournalBackpressure(t *testing.T) {
+	slowIngest(t)
+	old := journalHighWater
+	journalHighWater = 4
+	t.Cleanup(func() { journalHighWater = old })
+	release := make(chan struct{})
+	ingested := make(chan int, 16)
+	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"), func(_ context.Context, e []tollgate.UsageEvent, _ []tollgate.HistoryItem) error {
+		<-release
+		ingested <- len(e)
+		return nil
+	})
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	e, i := batch(1, "p", at) // 2 rows a batch
+	for range 2 {
+		if err := j.append(e, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := make(chan error, 1)
+	go func() { third <- j.append(e, i) }()
+	select {
+	case err := <-third:
+		t.Fatalf("an append over the high-water mark returned at once (%v) while ingestion was stalled", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-ingested; n != 2 {
+		t.Errorf("the round that freed the append took %d events, want the 2 before it", n)
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+}
