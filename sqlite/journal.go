@@ -55,10 +55,10 @@ import (
 // harmless: ingestion skips events and items already in the tables.
 const (
 	journalHeader   = 24
-	journalPresize  = 8 << 20  // bytes of zeros a journal file is created with
+	journalPresize  = 2 << 20  // bytes of zeros a journal file is created with (it grows once if a round needs more)
 	journalMaxBatch = 64 << 20 // a longer record is corrupt
 	journalRows     = 4096     // pending events + items that start an ingestion at once
-	journalBytes    = 4 << 20  // pending bytes that do
+	journalBytes    = 1 << 20  // pending bytes that do (below journalPresize)
 )
 
 // journalHighWater is how many rows may wait for ingestion before
