@@ -527,6 +527,27 @@ func TestStreamShutdown(t *testing.T) {
 	}
 }
 
+// TestStreamRefusedOnceShutdownBegan: a handshake that arrives after the
+// streams' shutdown began (on a connection the HTTP server still serves)
+// is accepted and closed at once with 1001 shutting_down, and nothing is
+// charged.
+func TestStreamRefusedOnceShutdownBegan(t *testing.T) {
+	g := startStreamGateway(t, "5s", "15s")
+	_, key, _ := g.newOrg("acme", "basic", streamModels, nil)
+	g.main.API.CloseStreams(context.Background()) // no stream runs: returns at once
+	c, resp := dialWS(t, g.wsURL("/v1/stream", streamQuery+"&api_key="+key), nil)
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("the refused handshake has no X-Request-Id")
+	}
+	ce := closeOf(t, c)
+	if ce.Code != websocket.StatusGoingAway || ce.Reason != "shutting_down" {
+		t.Errorf("closed %d %q, want 1001 shutting_down", ce.Code, ce.Reason)
+	}
+	if seconds, credits, events := g.streamUsage("acme", "stt-stream"); seconds != 0 || credits != 0 || events != 0 {
+		t.Errorf("a refused stream was charged: %v s, %v credits, %d events", seconds, credits, events)
+	}
+}
+
 // TestDemoStream dials the ws:// URL `tollgate demo` prints, as printed,
 // and streams the demo's sample PCM through it.
 func TestDemoStream(t *testing.T) {
