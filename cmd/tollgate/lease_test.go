@@ -125,17 +125,7 @@ func TestConcurrencyCapHolds(t *testing.T) {
 	const n = 40
 	codes := make(chan int, n)
 	for i := 0; i < n; i++ {
-		go func() {
-			req, _ := http.NewRequest("POST", g.url+"/v1/slow-ok?ms=50", strings.NewReader("{}"))
-			req.Header.Set("X-API-Key", key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		}()
+		go func() { codes <- post(http.DefaultClient, g.url+"/v1/slow-ok?ms=50", key, "{}", nil) }()
 	}
 	count := map[int]int{}
 	for i := 0; i < n; i++ {

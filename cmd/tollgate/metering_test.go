@@ -73,16 +73,7 @@ func TestNoOvershoot(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			req, _ := http.NewRequest("POST", g.url+"/v1/priced", strings.NewReader(`{"text":"x"}`))
-			req.Header.Set("X-API-Key", key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			codes <- resp.StatusCode
+			codes <- post(http.DefaultClient, g.url+"/v1/priced", key, `{"text":"x"}`, nil)
 		}()
 	}
 	close(start)
@@ -250,6 +241,43 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// processConfig writes the config of a gateway subprocess: a free
+// loopback address, a fresh SQLite file, the tests' admin token and key
+// secret, then rest (models, plans, other settings). It returns the
+// config's path, the listen address and the database file.
+func processConfig(t *testing.T, rest string) (cfg, addr, db string) {
+	t.Helper()
+	dir := t.TempDir()
+	addr, db, cfg = freeAddr(t), filepath.Join(dir, "t.db"), filepath.Join(dir, "tollgate.yaml")
+	conf := fmt.Sprintf("listen: %s\nstore: sqlite://%s\nadmin_token: %s\nkey_secret: %s\n", addr, db, testAdmin, testSecret) + rest
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, addr, db
+}
+
+// post sends a POST of body with the API key (and header) to url and
+// returns the answer's status, its body read and discarded, or 0 when no
+// answer came. Unlike gateway.do it never fails the test, so goroutines
+// may call it.
+func post(client *http.Client, url, key, body string, header map[string]string) int {
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("X-API-Key", key)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // startProcess runs the test binary as `tollgate serve --config cfg` in a
 // process of its own (see TestMain) and waits until addr, the config's
 // listen address, answers /healthz.
@@ -285,19 +313,12 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer models.Close()
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "tollgate.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-listen: %s
-store: sqlite://%s
-admin_token: %s
-key_secret: %s
+	cfg, addr, dbFile := processConfig(t, fmt.Sprintf(`
 models:
   - {id: echo, route: POST /v1/echo, upstream: %q, upstream_path: /v1/text/generate, meter: {price: 1}}
 plans:
   - {id: p, rpm: 1000000, features: ["*"]}
-`, addr, filepath.Join(dir, "t.db"), testAdmin, testSecret, models.URL)), 0o600)
+`, models.URL))
 
 	proc := startProcess(t, cfg, addr)
 	g := &gateway{t: t, url: "http://" + addr}
@@ -353,14 +374,14 @@ plans:
 	// The ledger is the tables and the journal in front of them (what
 	// the dead process had appended but not yet moved into the tables):
 	// opening the store replays the journal.
-	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "t.db"))
+	st, err := sqlite.Open(t.Context(), dbFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
+	db, err := sql.Open("sqlite", dbFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,20 +182,8 @@ func blast(t *testing.T, replicas []*gateway, n int, path, key string, header ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", replicas[i%len(replicas)].url+path, strings.NewReader(`{}`))
-			req.Header.Set("X-API-Key", key)
-			for k, v := range header {
-				req.Header.Set(k, v)
-			}
 			<-start
-			resp, err := client.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			codes <- resp.StatusCode
+			codes <- post(client, replicas[i%len(replicas)].url+path, key, `{}`, header)
 		}()
 	}
 	close(start)

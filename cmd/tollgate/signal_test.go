@@ -2,12 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,20 +23,13 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer models.Close()
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "tollgate.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-listen: %s
-store: sqlite://%s
-admin_token: %s
-key_secret: %s
+	cfg, addr, _ := processConfig(t, fmt.Sprintf(`
 shutdown_grace: 10s
 models:
   - {id: slow, route: POST /v1/slow, upstream: %q, upstream_path: /v1/slow, timeout: 10s}
 plans:
   - {id: p, rpm: 1000, features: ["*"]}
-`, addr, filepath.Join(dir, "t.db"), testAdmin, testSecret, models.URL)), 0o600)
+`, models.URL))
 	proc := startProcess(t, cfg, addr)
 	var waitErr error
 	exited := make(chan struct{}) // closed once the process has exited
@@ -57,18 +46,7 @@ plans:
 	_, key, _ := g.newOrg("acme", "p", []string{"slow"}, nil)
 
 	answered := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest("POST", g.url+"/v1/slow?ms=800", strings.NewReader("{}"))
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			answered <- 0
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	go func() { answered <- post(http.DefaultClient, g.url+"/v1/slow?ms=800", key, "{}", nil) }()
 	waitFor(t, 5*time.Second, func() bool { return models.InFlight() == 1 })
 	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
