@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -77,6 +79,7 @@ var errJournalBroken = errors.New("ledger journal: a write to the disk did not c
 
 type journalFile struct {
 	f     *os.File
+	name  string // f's path (f.Name() is the temporary one a created file was written under)
 	epoch uint64
 	off   int64 // where the next record goes
 	// The batches appended since the file became active, in order (the
@@ -134,7 +137,7 @@ func openJournal(ctx context.Context, base string, ingest func(context.Context, 
 		if err != nil {
 			return nil, false, fmt.Errorf("open journal: %w", err)
 		}
-		j.files[i] = &journalFile{f: f}
+		j.files[i] = &journalFile{f: f, name: name}
 		if i == 0 {
 			// The lock is the first file's and lasts while it is open;
 			// the kernel drops it when the process dies.
@@ -189,7 +192,7 @@ func openPresized(name string) (*os.File, error) {
 }
 
 func syncDir(name string) error {
-	dir, err := os.Open(dirOf(name))
+	dir, err := os.Open(filepath.Dir(name))
 	if err != nil {
 		return err
 	}
@@ -197,87 +200,43 @@ func syncDir(name string) error {
 	return dir.Sync()
 }
 
-func dirOf(name string) string {
-	for i := len(name) - 1; i >= 0; i-- {
-		if name[i] == '/' {
-			if i == 0 {
-				return "/"
-			}
-			return name[:i]
-		}
-	}
-	return "."
-}
-
-// replay ingests both files' records, the older file's first, then
-// invalidates both, and sets the next seq beyond every one seen.
+// replay ingests both files' records in the order they were appended
+// (seqs grow across files and restarts), invalidates the files that held
+// any, and sets the next seq beyond every one seen.
 func (j *journal) replay(ctx context.Context) error {
-	type found struct {
-		first  uint64
-		events []tollgate.UsageEvent
-		items  []tollgate.HistoryItem
-	}
-	var all []found
+	var recs []journalRecord
+	var held []*journalFile
 	for _, jf := range j.files {
-		data, err := readAll(jf.f)
+		data, err := os.ReadFile(jf.name)
 		if err != nil {
-			return fmt.Errorf("read journal %s: %w", jf.f.Name(), err)
+			return fmt.Errorf("read journal: %w", err)
 		}
-		recs, err := decodeJournal(data)
+		rs, err := decodeJournal(data)
 		if err != nil {
-			return fmt.Errorf("journal %s: %w", jf.f.Name(), err)
+			return fmt.Errorf("journal %s: %w", jf.name, err)
 		}
-		if len(recs) == 0 {
-			continue
+		if len(rs) > 0 {
+			recs, held = append(recs, rs...), append(held, jf)
 		}
-		fd := found{first: recs[0].seq}
-		for _, r := range recs {
-			fd.events = append(fd.events, r.events...)
-			fd.items = append(fd.items, r.items...)
-			j.nextSeq = max(j.nextSeq, r.seq+1)
-		}
-		all = append(all, fd)
 	}
-	slices.SortFunc(all, func(a, b found) int { return cmpUint(a.first, b.first) })
+	slices.SortFunc(recs, func(a, b journalRecord) int { return cmp.Compare(a.seq, b.seq) })
 	var events []tollgate.UsageEvent
 	var items []tollgate.HistoryItem
-	for _, fd := range all {
-		events, items = append(events, fd.events...), append(items, fd.items...)
+	for _, r := range recs {
+		events, items = append(events, r.events...), append(items, r.items...)
+		j.nextSeq = max(j.nextSeq, r.seq+1)
 	}
-	if len(events)+len(items) > 0 {
+	if len(recs) > 0 {
 		if err := j.ingest(ctx, events, items); err != nil {
 			return fmt.Errorf("replay journal: %w", err)
 		}
 	}
-	for _, jf := range j.files {
+	for _, jf := range held {
 		if err := invalidate(jf.f); err != nil {
-			return fmt.Errorf("journal %s: %w", jf.f.Name(), err)
+			return fmt.Errorf("journal %s: %w", jf.name, err)
 		}
 	}
 	return nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func readAll(f *os.File) ([]byte, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	data := make([]byte, st.Size())
-	n, err := f.ReadAt(data, 0)
-	if n == len(data) {
-		return data, nil
-	}
-	return nil, err
 }
 
 // invalidate zeroes the first record's header, ending the file's run at
