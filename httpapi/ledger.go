@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tollgate/tollgate"
 )
 
@@ -19,6 +20,45 @@ type committer struct {
 	maxBatch int
 	done     chan struct{}
 	logger   func(msg string, args ...any)
+	metrics  *ledgerMetrics
+}
+
+// ledgerMetrics describe the group commit, so that an operator can tell
+// how much of a request's latency is the durable ledger: the wait each
+// request pays before its answer is sent, what one commit costs, how many
+// requests share it, and how many attempts fail.
+type ledgerMetrics struct {
+	wait     prometheus.Histogram
+	commit   prometheus.Histogram
+	batch    prometheus.Histogram
+	failures prometheus.Counter
+}
+
+func newLedgerMetrics(reg prometheus.Registerer) *ledgerMetrics {
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
+	m := &ledgerMetrics{
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_ledger_wait_seconds",
+			Help:    "Time a request waited for its usage event and history item to be durable in the ledger (the commit in progress before its own included), before its answer was sent.",
+			Buckets: latency,
+		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_ledger_commit_seconds",
+			Help:    "Duration of one attempt of one group commit (SQLite: the journal's write and fdatasync; PostgreSQL: the transaction).",
+			Buckets: latency,
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_ledger_commit_requests",
+			Help:    "Requests whose records one group commit carried.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 … 1,024, the largest batch
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_ledger_commit_failures_total",
+			Help: "Group commit attempts that failed; each is tried up to 4 times, and its requests get the last attempt's error.",
+		}),
+	}
+	reg.MustRegister(m.wait, m.commit, m.batch, m.failures)
+	return m
 }
 
 type pendingCommit struct {
@@ -30,8 +70,8 @@ type pendingCommit struct {
 
 var errcPool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
-func newCommitter(l tollgate.Ledger, logger func(string, ...any)) *committer {
-	c := &committer{ledger: l, in: make(chan *pendingCommit, 4096), maxBatch: 1024, done: make(chan struct{}), logger: logger}
+func newCommitter(l tollgate.Ledger, logger func(string, ...any), m *ledgerMetrics) *committer {
+	c := &committer{ledger: l, in: make(chan *pendingCommit, 4096), maxBatch: 1024, done: make(chan struct{}), logger: logger, metrics: m}
 	go c.run()
 	return c
 }
@@ -41,8 +81,10 @@ func newCommitter(l tollgate.Ledger, logger func(string, ...any)) *committer {
 // answered must be in the ledger.
 func (c *committer) commit(ev *tollgate.UsageEvent, item *tollgate.HistoryItem) error {
 	errc := errcPool.Get().(chan error)
+	start := time.Now()
 	c.in <- &pendingCommit{event: ev, item: item, errc: errc}
 	err := <-errc
+	c.metrics.wait.Observe(time.Since(start).Seconds())
 	errcPool.Put(errc)
 	return err
 }
@@ -82,6 +124,7 @@ func (c *committer) run() {
 				items = append(items, *p.item)
 			}
 		}
+		c.metrics.batch.Observe(float64(len(batch)))
 		err := c.commitWithRetry(events, items)
 		for _, p := range batch {
 			if p.errc != nil {
@@ -97,13 +140,18 @@ func (c *committer) commitWithRetry(events []tollgate.UsageEvent, items []tollga
 	var err error
 	for attempt, wait := 0, 10*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
 		err = c.ledger.Commit(ctx, events, items)
+		c.metrics.commit.Observe(time.Since(start).Seconds())
 		cancel()
 		if err == nil {
 			return nil
 		}
+		c.metrics.failures.Inc()
 		c.logger("ledger commit failed", "events", len(events), "items", len(items), "attempt", attempt+1, "err", err)
-		time.Sleep(wait)
+		if attempt < 3 {
+			time.Sleep(wait)
+		}
 	}
 	return err
 }

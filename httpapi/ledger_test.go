@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/tollgate/tollgate"
 	"github.com/tollgate/tollgate/sqlite"
 )
@@ -29,7 +33,8 @@ func openLedger(tb testing.TB) *sqlite.Store {
 func TestCommitterGroupsAndLosesNothing(t *testing.T) {
 	store := openLedger(t)
 	counting := &countingLedger{Ledger: store}
-	c := newCommitter(counting, func(string, ...any) {})
+	m := newLedgerMetrics(prometheus.NewRegistry())
+	c := newCommitter(counting, func(string, ...any) {}, m)
 	var wg sync.WaitGroup
 	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < 500; i++ {
@@ -52,6 +57,88 @@ func TestCommitterGroupsAndLosesNothing(t *testing.T) {
 		t.Errorf("%d transactions for 500 commits: nothing was grouped", n)
 	}
 	t.Logf("500 commits in %d transactions", counting.commits.Load())
+
+	// The metrics agree: 500 waits, one batch and one attempt per
+	// transaction, the batches adding up to the 500 requests.
+	commits := uint64(counting.commits.Load())
+	if n, _ := histogram(t, m.wait); n != 500 {
+		t.Errorf("wait observed %d times, want 500", n)
+	}
+	if n, sum := histogram(t, m.batch); n != commits || sum != 500 {
+		t.Errorf("batch: %d observations summing to %v, want %d summing to 500", n, sum, commits)
+	}
+	if n, sum := histogram(t, m.commit); n != commits || sum <= 0 {
+		t.Errorf("commit: %d observations (%v s), want %d", n, sum, commits)
+	}
+	if f := testutil.ToFloat64(m.failures); f != 0 {
+		t.Errorf("failures %v, want 0", f)
+	}
+}
+
+// TestCommitterCountsFailures: every failed attempt is counted and timed;
+// a commit that succeeds on its third attempt answers its request with no
+// error, one that fails all four answers with the last error.
+func TestCommitterCountsFailures(t *testing.T) {
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	ev := func(id string) *tollgate.UsageEvent {
+		return &tollgate.UsageEvent{RequestID: id, OrgID: "o", Model: "m", Unit: tollgate.UnitRequests, Quantity: 1, Time: now}
+	}
+	flaky := &failingLedger{Ledger: openLedger(t), failures: 2}
+	m := newLedgerMetrics(prometheus.NewRegistry())
+	c := newCommitter(flaky, func(string, ...any) {}, m)
+	if err := c.commit(ev("req_a"), nil); err != nil {
+		t.Fatalf("commit after two failed attempts: %v", err)
+	}
+	if f := testutil.ToFloat64(m.failures); f != 2 {
+		t.Errorf("failures %v, want 2", f)
+	}
+	if n, _ := histogram(t, m.commit); n != 3 {
+		t.Errorf("commit attempts observed %d, want 3", n)
+	}
+
+	flaky.failures = 10
+	start := time.Now()
+	if err := c.commit(ev("req_b"), nil); !errors.Is(err, errInjected) {
+		t.Fatalf("commit failing every attempt: %v, want the injected error", err)
+	}
+	// The attempts are 10, 40 and 160 ms apart and the request gets its
+	// error after the last one, not after another wait.
+	if d := time.Since(start); d < 210*time.Millisecond || d > 600*time.Millisecond {
+		t.Errorf("four failed attempts took %v, want 210 ms and a little more", d)
+	}
+	if f := testutil.ToFloat64(m.failures); f != 6 {
+		t.Errorf("failures %v, want 2 + 4", f)
+	}
+	if n, _ := histogram(t, m.wait); n != 2 {
+		t.Errorf("wait observed %d times, want 2", n)
+	}
+	c.close()
+}
+
+var errInjected = errors.New("injected commit failure")
+
+// failingLedger fails its next failures commits, then passes them on.
+type failingLedger struct {
+	tollgate.Ledger
+	failures int // read and written by the committer's goroutine only, between commits
+}
+
+func (f *failingLedger) Commit(ctx context.Context, ev []tollgate.UsageEvent, it []tollgate.HistoryItem) error {
+	if f.failures > 0 {
+		f.failures--
+		return errInjected
+	}
+	return f.Ledger.Commit(ctx, ev, it)
+}
+
+// histogram returns h's observation count and sum.
+func histogram(t *testing.T, h prometheus.Histogram) (uint64, float64) {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }
 
 type countingLedger struct {
@@ -77,7 +164,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 		clients := bc.clients
 		b.Run(fmt.Sprintf("clients=%d/history=%v", clients, bc.history), func(b *testing.B) {
 			store := openLedger(b)
-			c := newCommitter(store, func(string, ...any) {})
+			c := newCommitter(store, func(string, ...any) {}, newLedgerMetrics(prometheus.NewRegistry()))
 			defer c.close()
 			now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 			waits := make([][]time.Duration, clients)

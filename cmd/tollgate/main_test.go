@@ -274,6 +274,11 @@ func TestMetrics(t *testing.T) {
 		`tollgate_http_requests_total{code="missing_credential",model="echo-text",status="401"} 1`,
 		`tollgate_limiter_decisions_total{limit="rate",result="allow"} 1`,
 		`tollgate_upstream_latency_seconds_count{model="echo-text"} 1`,
+		// One answered request waited for one group commit of one request.
+		"tollgate_ledger_wait_seconds_count 1\n",
+		"tollgate_ledger_commit_requests_sum 1\n",
+		"tollgate_ledger_commit_seconds_count 1\n",
+		"tollgate_ledger_commit_failures_total 0\n",
 	} {
 		if !bytes.Contains(r.Body, []byte(want)) {
 			t.Errorf("metrics lack %s", want)
