@@ -151,6 +151,10 @@ type benchTarget struct {
 	key  string // the API key a tollgate target expects
 }
 
+// gateway reports whether t is a tollgate gateway, whose /metrics the
+// bench reads.
+func (t *benchTarget) gateway() bool { return strings.HasPrefix(t.name, "tollgate") }
+
 // benchRun is one run of `tollgate bench`: its processes and targets.
 type benchRun struct {
 	o       benchOptions
@@ -162,6 +166,8 @@ type benchRun struct {
 	targets []*benchTarget
 	// cleanups drop what the cluster target made in the shared services.
 	cleanups []func()
+	// ledgerHeader is set once printLedger has printed its heading.
+	ledgerHeader bool
 }
 
 func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
@@ -189,24 +195,30 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
 	b.printSetup()
 	closed := map[string]*loadtest.Series{}
 	open := map[int]map[string]*loadtest.Series{}
+	ledger := map[string]map[string]ledgerWait{} // by mode heading, then target
 	if o.mode != "open" {
 		fmt.Fprintf(w, "\nclosed loop, %d connections:\n", o.connections)
 		c := loadtest.Config{Mode: loadtest.Closed, Connections: o.connections, Duration: o.duration, Warmup: o.warmup}
-		if err := b.measure(ctx, "closed", c, closed); err != nil {
+		heading := fmt.Sprintf("closed loop, %d connections", o.connections)
+		ledger[heading] = map[string]ledgerWait{}
+		if err := b.measure(ctx, "closed", c, closed, ledger[heading]); err != nil {
 			return err
 		}
 	}
 	if o.mode != "closed" {
 		for _, rate := range o.rates {
-			fmt.Fprintf(w, "\nopen loop, %s requests/s:\n", loadtest.FormatRate(float64(rate)))
+			heading := fmt.Sprintf("open loop, %s requests/s", loadtest.FormatRate(float64(rate)))
+			fmt.Fprintf(w, "\n%s:\n", heading)
 			open[rate] = map[string]*loadtest.Series{}
+			ledger[heading] = map[string]ledgerWait{}
 			c := loadtest.Config{Mode: loadtest.Open, Rate: float64(rate), MaxInFlight: o.maxInFlight, Duration: o.duration, Warmup: o.warmup}
-			if err := b.measure(ctx, "open", c, open[rate]); err != nil {
+			if err := b.measure(ctx, "open", c, open[rate], ledger[heading]); err != nil {
 				return err
 			}
 		}
 	}
 	b.printResults(closed, open)
+	b.printLedger(ledger)
 	return nil
 }
 
@@ -304,13 +316,23 @@ func (b *benchRun) printSetup() {
 	fmt.Fprintf(w, "  the machine (other processes, kernel, steal): a busy rest means a noisy measurement\n")
 }
 
-// measure runs c against every target in turn, o.rounds times.
-func (b *benchRun) measure(ctx context.Context, label string, c loadtest.Config, into map[string]*loadtest.Series) error {
+// measure runs c against every target in turn, o.rounds times. For a
+// tollgate target it also reads the gateway's ledger metrics before and
+// after each measurement and adds what they moved to ledger.
+func (b *benchRun) measure(ctx context.Context, label string, c loadtest.Config, into map[string]*loadtest.Series, ledger map[string]ledgerWait) error {
+	client := &http.Client{Timeout: 5 * time.Second}
 	for round := 1; round <= b.o.rounds; round++ {
 		for _, t := range b.targets {
 			c.Request = loadtest.Request{Method: "GET", URL: t.url + benchPath}
 			if t.key != "" {
 				c.Request.Header = [][2]string{{"X-API-Key", t.key}}
+			}
+			var before ledgerWait
+			if t.gateway() {
+				var err error
+				if before, err = scrapeLedger(client, t.url); err != nil {
+					return fmt.Errorf("%s %s: %w", label, t.name, err)
+				}
 			}
 			s, err := sample(ctx, c, t, b.up)
 			if err != nil {
@@ -320,7 +342,17 @@ func (b *benchRun) measure(ctx context.Context, label string, c loadtest.Config,
 				into[t.name] = &loadtest.Series{Target: t.name}
 			}
 			into[t.name].Samples = append(into[t.name].Samples, s)
-			fmt.Fprintf(b.w, "  %s round %d/%d %-13s %s\n", label, round, b.o.rounds, t.name, s)
+			line := s.String()
+			if t.gateway() {
+				after, err := scrapeLedger(client, t.url)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", label, t.name, err)
+				}
+				d := after.since(before)
+				ledger[t.name] = ledger[t.name].add(d)
+				line += "  " + d.String()
+			}
+			fmt.Fprintf(b.w, "  %s round %d/%d %-13s %s\n", label, round, b.o.rounds, t.name, line)
 		}
 	}
 	return nil
@@ -351,6 +383,29 @@ func (b *benchRun) printResults(closed map[string]*loadtest.Series, open map[int
 	for _, t := range b.targets {
 		if strings.HasPrefix(t.name, "tollgate") {
 			writeLogSummary(w, t.proc.Log)
+		}
+	}
+}
+
+// printLedger prints, for each mode and tollgate target, what the
+// gateway's ledger metrics moved by over every round (warmups included):
+// how long answered requests waited for their durable commit.
+func (b *benchRun) printLedger(ledger map[string]map[string]ledgerWait) {
+	var headings []string
+	for h := range ledger {
+		headings = append(headings, h)
+	}
+	slices.Sort(headings)
+	for _, h := range headings {
+		for _, t := range b.targets {
+			if l, ok := ledger[h][t.name]; ok && l.waits > 0 {
+				if !b.ledgerHeader {
+					fmt.Fprintf(b.w, "\nledger (each gateway's /metrics over every round, warmups included: the time answered\n")
+					fmt.Fprintf(b.w, "  requests waited for their usage event and history item to be durable, before the answer):\n")
+					b.ledgerHeader = true
+				}
+				fmt.Fprintf(b.w, "  %-30s %-16s %s requests, %s\n", h, t.name, loadtest.FormatRate(l.waits), l)
+			}
 		}
 	}
 }
