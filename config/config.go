@@ -64,6 +64,20 @@ const (
 	FailClosed = "fail_closed"
 )
 
+// When a ledger commit counts as done, and the request it carries is
+// answered.
+const (
+	// LedgerSyncCommit: once the usage event and the history item are on
+	// the disk (SQLite: the journal's fdatasync; PostgreSQL: the commit).
+	// Nothing answered is lost to a power loss.
+	LedgerSyncCommit = "commit"
+	// LedgerSyncBackground (SQLite only): once they are written to the
+	// journal file; the journal is synced every 10 ms in the background.
+	// A crash of the gateway loses nothing; a crash of the machine or a
+	// power loss can lose the last 10 ms of usage and history.
+	LedgerSyncBackground = "background"
+)
+
 // Config is a deployment's configuration. Parse and Load fill the defaults;
 // a Config built by hand should be checked with Validate.
 type Config struct {
@@ -106,6 +120,9 @@ type Config struct {
 	// KeepaliveTimeout is how long an idle keep-alive connection is kept
 	// open for the client's next request. Positive. Default: 120s.
 	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout" koanf:"keepalive_timeout"`
+	// LedgerSync is when a ledger commit counts as done: LedgerSyncCommit
+	// (default) or LedgerSyncBackground.
+	LedgerSync string `yaml:"ledger_sync,omitempty" koanf:"ledger_sync"`
 	// HistoryRetention is how long history items are kept. Default: 720h.
 	HistoryRetention time.Duration `yaml:"history_retention" koanf:"history_retention"`
 	// HistoryPath is where the account API serves history: GET lists it,
@@ -210,6 +227,7 @@ func defaults() Config {
 		ShutdownGrace:     DefaultShutdownGrace,
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,
 		KeepaliveTimeout:  DefaultKeepaliveTimeout,
+		LedgerSync:        LedgerSyncCommit,
 		HistoryRetention:  DefaultHistoryRetention,
 		HistoryPath:       DefaultHistoryPath,
 		UsagePath:         DefaultUsagePath,

@@ -42,6 +42,7 @@ func TestLoadExample(t *testing.T) {
 		ShutdownGrace:     30 * time.Second,
 		ReadHeaderTimeout: 10 * time.Second,
 		KeepaliveTimeout:  120 * time.Second,
+		LedgerSync:        LedgerSyncCommit,
 		HistoryRetention:  720 * time.Hour,
 		HistoryPath:       "/v1/history",
 		UsagePath:         "/v1/usage",
@@ -147,6 +148,7 @@ plans:
 		ShutdownGrace:     30 * time.Second,
 		ReadHeaderTimeout: 10 * time.Second,
 		KeepaliveTimeout:  120 * time.Second,
+		LedgerSync:        LedgerSyncCommit,
 		HistoryRetention:  720 * time.Hour,
 		HistoryPath:       "/v1/history",
 		UsagePath:         "/v1/usage",
@@ -231,6 +233,7 @@ error_statuses:
 		ShutdownGrace:     0,
 		ReadHeaderTimeout: 3 * time.Second,
 		KeepaliveTimeout:  time.Minute,
+		LedgerSync:        LedgerSyncCommit,
 		HistoryRetention:  720 * time.Hour,
 		HistoryPath:       "/v1/history",
 		UsagePath:         "/v1/usage",
@@ -668,6 +671,7 @@ func TestValidateHandBuilt(t *testing.T) {
 		"key_prefix: \"\": want 2 to 32 letters, digits or '_'",
 		"key_secret: required",
 		"lease_ttl: must be positive",
+		"ledger_sync: \"\": want commit or background",
 		"limiter: required",
 		"limiter_failure: \"\": want fail_open or fail_closed",
 		"limiter_prefix: \"\": want 1 to 64 characters without spaces or braces",
@@ -689,6 +693,33 @@ func TestValidateHandBuilt(t *testing.T) {
 	c.Models = []ModelConfig{{ID: "m", Route: "GET /m", Upstream: "http://u"}} // Timeout 0: the default
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestLedgerSync: commit by default; background from the file or the
+// environment on SQLite; refused on PostgreSQL (which has its own setting
+// for it) and for any other value.
+func TestLedgerSync(t *testing.T) {
+	c, err := Parse([]byte(secrets), nil)
+	if err != nil || c.LedgerSync != LedgerSyncCommit {
+		t.Fatalf("default: %q, %v", c.LedgerSync, err)
+	}
+	c, err = Parse([]byte(secrets+"ledger_sync: background\n"), nil)
+	if err != nil || c.LedgerSync != LedgerSyncBackground {
+		t.Fatalf("from the file: %q, %v", c.LedgerSync, err)
+	}
+	c, err = Parse([]byte(secrets), []string{"TOLLGATE_LEDGER_SYNC=background"})
+	if err != nil || c.LedgerSync != LedgerSyncBackground {
+		t.Fatalf("from the environment: %q, %v", c.LedgerSync, err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"ledger_sync: sometimes\n", `ledger_sync: "sometimes": want commit or background`},
+		{"ledger_sync: background\nstore: postgres://db/tollgate\n",
+			"ledger_sync: background is for the SQLite store's journal; on PostgreSQL, set synchronous_commit = off for the gateway's role instead"},
+	} {
+		if _, err := Parse([]byte(secrets+tc.file), nil); err == nil || err.Error() != tc.want {
+			t.Errorf("%q: %v, want %s", tc.file, err, tc.want)
+		}
 	}
 }
 

@@ -41,6 +41,7 @@ var envScalars = map[string]envKind{
 	"shutdown_grace":      envDuration,
 	"read_header_timeout": envDuration,
 	"keepalive_timeout":   envDuration,
+	"ledger_sync":         envString,
 	"history_retention":   envDuration,
 	"history_path":        envString,
 	"usage_path":          envString,

@@ -51,8 +51,15 @@ func (c *Config) problems() []*fieldError {
 	if err := checkListen(c.Listen); err != nil {
 		p.add("listen", err)
 	}
-	if _, err := ParseStore(c.Store); err != nil {
+	store, err := ParseStore(c.Store)
+	if err != nil {
 		p.add("store", err)
+	}
+	switch {
+	case c.LedgerSync != LedgerSyncCommit && c.LedgerSync != LedgerSyncBackground:
+		p.addf("ledger_sync", "%q: want %s or %s", c.LedgerSync, LedgerSyncCommit, LedgerSyncBackground)
+	case c.LedgerSync == LedgerSyncBackground && err == nil && store.Kind != SQLite:
+		p.addf("ledger_sync", "%s is for the SQLite store's journal; on PostgreSQL, set synchronous_commit = off for the gateway's role instead", LedgerSyncBackground)
 	}
 	if _, err := ParseLimiter(c.Limiter); err != nil {
 		p.add("limiter", err)

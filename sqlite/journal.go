@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate"
@@ -71,6 +72,10 @@ var journalHighWater = 16 * journalRows
 // tables when nothing else asks sooner (tests lengthen it).
 var ingestEvery = 100 * time.Millisecond
 
+// BackgroundSyncEvery is how often a journal opened with background sync
+// (WithBackgroundSync) syncs what was appended since its last sync.
+const BackgroundSyncEvery = 10 * time.Millisecond
+
 var errJournalClosed = errors.New("the ledger journal is closed")
 
 // errJournalBroken marks a journal whose file failed a write or a sync:
@@ -82,6 +87,9 @@ type journalFile struct {
 	name  string // f's path (f.Name() is the temporary one a created file was written under)
 	epoch uint64
 	off   int64 // where the next record goes
+	// dirty: records were appended since the file was last synced
+	// (background sync only).
+	dirty bool
 	// The batches appended since the file became active, in order (the
 	// caller's slices are copied).
 	events []tollgate.UsageEvent
@@ -116,6 +124,25 @@ type journal struct {
 	kick  chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
+
+	// syncEvery, when positive, is background sync: an append returns
+	// once written, and a goroutine syncs the files appended to every
+	// syncEvery (syncDone closes when it has stopped). Zero: every append
+	// syncs before it returns.
+	syncEvery time.Duration
+	syncDone  chan struct{}
+	// sync makes a file's writes durable (datasync; tests fail it).
+	sync func(*os.File) error
+	// appendSyncs and backgroundSyncs count the syncs of appends and of
+	// the background goroutine (tests read them).
+	appendSyncs, backgroundSyncs atomic.Int64
+}
+
+// journalOptions are openJournal's settings; the zero value syncs every
+// append.
+type journalOptions struct {
+	syncEvery time.Duration
+	sync      func(*os.File) error // nil: datasync
 }
 
 // openJournal opens (creating) the journal files base+"-ledger0" and
@@ -123,9 +150,12 @@ type journal struct {
 // and starts the ingestion goroutine. ok is false when another process
 // holds the journal (it has the same database open): the store then
 // commits to the tables directly.
-func openJournal(ctx context.Context, base string, ingest func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error) (_ *journal, ok bool, err error) {
+func openJournal(ctx context.Context, base string, ingest func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error, o journalOptions) (_ *journal, ok bool, err error) {
 	j := &journal{ingest: ingest, every: ingestEvery, roundDone: make(chan struct{}), kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), syncEvery: o.syncEvery, sync: o.sync}
+	if j.sync == nil {
+		j.sync = datasync
+	}
 	defer func() {
 		if err != nil || !ok {
 			j.closeFiles()
@@ -155,6 +185,10 @@ func openJournal(ctx context.Context, base string, ingest func(context.Context, 
 	}
 	j.files[0].epoch = rand.Uint64()
 	go j.run()
+	if j.syncEvery > 0 {
+		j.syncDone = make(chan struct{})
+		go j.syncLoop()
+	}
 	return j, true, nil
 }
 
@@ -276,9 +310,14 @@ func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryI
 		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
 		return j.broken
 	}
-	if err := datasync(jf.f); err != nil {
-		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
-		return j.broken
+	if j.syncEvery > 0 {
+		jf.dirty = true
+	} else {
+		j.appendSyncs.Add(1)
+		if err := j.sync(jf.f); err != nil {
+			j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
+			return j.broken
+		}
 	}
 	jf.off += int64(len(j.buf))
 	j.nextSeq++
@@ -289,6 +328,40 @@ func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryI
 		j.wake()
 	}
 	return nil
+}
+
+// syncLoop is background sync: every syncEvery it syncs each file that
+// was appended to since its last sync, outside the lock (appends go on
+// meanwhile; what they write after the sync began waits for the next
+// tick). A failed sync breaks the journal, as a failed append sync does.
+func (j *journal) syncLoop() {
+	defer close(j.syncDone)
+	t := time.NewTicker(j.syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.stop:
+			return
+		case <-t.C:
+		}
+		for _, jf := range j.files {
+			j.mu.Lock()
+			due := jf.dirty && j.broken == nil
+			jf.dirty = false
+			j.mu.Unlock()
+			if !due {
+				continue
+			}
+			j.backgroundSyncs.Add(1)
+			if err := j.sync(jf.f); err != nil {
+				j.mu.Lock()
+				if j.broken == nil {
+					j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
+				}
+				j.mu.Unlock()
+			}
+		}
+	}
 }
 
 // err is the error every append returns once a write or a sync failed.
@@ -384,7 +457,7 @@ func (j *journal) round() error {
 		j.endRoundLocked(j.ingested, err)
 		return err
 	}
-	jf.events, jf.items, jf.off = jf.events[:0], jf.items[:0], 0
+	jf.events, jf.items, jf.off, jf.dirty = jf.events[:0], jf.items[:0], 0, false
 	j.retry = nil
 	j.endRoundLocked(j.retryTarget, nil)
 	return nil
@@ -414,6 +487,9 @@ func (j *journal) closeFiles() error {
 func (j *journal) close() error {
 	close(j.stop)
 	<-j.done
+	if j.syncDone != nil {
+		<-j.syncDone
+	}
 	var err error
 	for {
 		j.mu.Lock()

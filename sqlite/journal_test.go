@@ -51,6 +51,9 @@ func crash(t *testing.T, s *Store) {
 	}
 	close(j.stop)
 	<-j.done
+	if j.syncDone != nil {
+		<-j.syncDone
+	}
 	if err := j.closeFiles(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +328,7 @@ func TestJournalIngestRetried(t *testing.T) {
 		return nil
 	}
 	base := filepath.Join(t.TempDir(), "t.db")
-	j, ok, err := openJournal(t.Context(), base, ingest)
+	j, ok, err := openJournal(t.Context(), base, ingest, journalOptions{})
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -370,6 +373,89 @@ func TestJournalBroken(t *testing.T) {
 	}
 	if err := s.Ping(t.Context()); err == nil || !errors.Is(err, errJournalBroken) {
 		t.Errorf("Ping on a broken journal: %v", err)
+	}
+}
+
+// TestJournalBackgroundSync: with background sync an append returns
+// without syncing, the background syncs what was appended within a few
+// ticks, and what was committed is in the tables after a reopen; without
+// it every append syncs.
+func TestJournalBackgroundSync(t *testing.T) {
+	slowIngest(t)
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "t.db")
+	s, err := Open(t.Context(), path, WithBackgroundSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := s.journal
+	for i := range 50 {
+		events, items := batch(1, fmt.Sprintf("bg%02d_", i), at)
+		if err := s.Commit(t.Context(), events, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := j.appendSyncs.Load(); n != 0 {
+		t.Errorf("%d appends synced with background sync on", n)
+	}
+	before := j.backgroundSyncs.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		j.mu.Lock()
+		dirty := j.files[j.active].dirty
+		j.mu.Unlock()
+		if !dirty && j.backgroundSyncs.Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal was not synced in the background (syncs %d, then %d)", before, j.backgroundSyncs.Load())
+		}
+		time.Sleep(BackgroundSyncEvery)
+	}
+	crash(t, s)
+	s = openStore(t, path)
+	totals, err := s.UsageTotals(t.Context(), time.Time{})
+	if err != nil || len(totals) != 1 || totals[0].Units != 75 { // 50 events of 1.5 s
+		t.Fatalf("after the reopen: %+v, %v; want the 50 events", totals, err)
+	}
+
+	synced := openStore(t, filepath.Join(t.TempDir(), "u.db"))
+	for i := range 5 {
+		events, items := batch(1, fmt.Sprintf("fg%02d_", i), at)
+		if err := synced.Commit(t.Context(), events, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, bg := synced.journal.appendSyncs.Load(), synced.journal.backgroundSyncs.Load(); n != 5 || bg != 0 {
+		t.Errorf("default: %d append syncs and %d background ones, want 5 and 0", n, bg)
+	}
+}
+
+// TestJournalBackgroundSyncFails: a failed background sync breaks the
+// journal as a failed append does: commits and Ping fail from then on.
+func TestJournalBackgroundSyncFails(t *testing.T) {
+	slowIngest(t)
+	failing := func(*os.File) error { return errors.New("I/O error") }
+	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"),
+		func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error { return nil },
+		journalOptions{syncEvery: time.Millisecond, sync: failing})
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	defer j.close()
+	e, i := batch(1, "s", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	if err := j.append(e, i); err != nil {
+		t.Fatalf("the append itself does not sync: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for j.err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a failing background sync did not break the journal")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := j.append(e, i); !errors.Is(err, errJournalBroken) || !strings.Contains(err.Error(), "I/O error") {
+		t.Errorf("append after a failed background sync: %v", err)
 	}
 }
 
@@ -422,7 +508,7 @@ func TestJournalCloseWithIngestFailing(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "t.db")
 	j, ok, err := openJournal(t.Context(), base, func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error {
 		return errors.New("disk full")
-	})
+	}, journalOptions{})
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -460,7 +546,7 @@ func TestJournalBackpressure(t *testing.T) {
 		<-release
 		ingested <- len(e)
 		return nil
-	})
+	}, journalOptions{})
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}

@@ -57,13 +57,34 @@ type Store struct {
 	journal *journal
 }
 
+// Option changes how Open opens a store.
+type Option func(*options)
+
+type options struct {
+	backgroundSync bool
+}
+
+// WithBackgroundSync makes a ledger commit return once its record is
+// written to the journal file, in the operating system's cache, instead
+// of once it is on the disk; the journal is synced every
+// BackgroundSyncEvery in the background. A crash of the gateway loses
+// nothing (the file's pages outlive the process); a crash of the machine
+// or a power loss can lose what was committed in the last
+// BackgroundSyncEvery. Without a journal (Windows, or another process
+// holds it) commits stay synced.
+func WithBackgroundSync() Option { return func(o *options) { o.backgroundSync = true } }
+
 var _ tollgate.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path and applies
 // pending migrations. path is a file name or a "file:" URI; in-memory
 // databases are refused because the read and write pools would each get
 // their own.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if path == "" || path == ":memory:" || strings.Contains(path, "mode=memory") {
 		return nil, fmt.Errorf("sqlite: open %q: a database file is required", path)
 	}
@@ -111,7 +132,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
-	if s.journal, err = s.openJournal(ctx, path); err != nil {
+	var jo journalOptions
+	if o.backgroundSync {
+		jo.syncEvery = BackgroundSyncEvery
+	}
+	if s.journal, err = s.openJournal(ctx, path, jo); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
@@ -159,7 +184,7 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // openJournal opens the ledger journal beside the database file path (a
 // file name or a "file:" URI) and replays what it holds.
-func (s *Store) openJournal(ctx context.Context, path string) (*journal, error) {
+func (s *Store) openJournal(ctx context.Context, path string, o journalOptions) (*journal, error) {
 	name := path
 	if strings.HasPrefix(path, "file:") {
 		u, err := url.Parse(path)
@@ -173,11 +198,25 @@ func (s *Store) openJournal(ctx context.Context, path string) (*journal, error) 
 	if name == "" {
 		return nil, fmt.Errorf("journal: database path %q has no file name", path)
 	}
-	j, ok, err := openJournal(ctx, name, s.insertLedger)
+	j, ok, err := openJournal(ctx, name, s.insertLedger, o)
 	if !ok {
 		return nil, err
 	}
 	return j, nil
+}
+
+// LedgerSync says when a ledger commit returns, for the start-up log:
+// "journal, synced before each commit returns", "journal, synced in the
+// background every 10ms", or, without a journal, "tables, synced before
+// each commit returns".
+func (s *Store) LedgerSync() string {
+	switch {
+	case s.journal == nil:
+		return "tables, synced before each commit returns"
+	case s.journal.syncEvery > 0:
+		return fmt.Sprintf("journal, synced in the background every %v", s.journal.syncEvery)
+	}
+	return "journal, synced before each commit returns"
 }
 
 // Ping runs a query on a read connection, and fails once the ledger

@@ -40,6 +40,10 @@ import (
 
 var benchTargets = []string{"direct", "reverseproxy", "tollgate", "tollgate-cluster", "nginx"}
 
+// benchExtraTargets are measured only when --targets names them:
+// tollgate-bgsync is tollgate with ledger_sync: background.
+var benchExtraTargets = []string{"tollgate-bgsync"}
+
 // The gateway under test: one model in front of the demo upstream, a plan
 // whose limits are checked on every request but never refuse.
 const (
@@ -52,6 +56,7 @@ limiter: %q
 limiter_prefix: %q
 admin_token: %q
 key_secret: %q
+ledger_sync: %s
 models:
   - {id: bench-hello, route: GET /v1/hello, upstream: %q, upstream_path: /v1/hello}
 plans:
@@ -92,7 +97,7 @@ loop (fixed arrival rates, latency from the intended send time).`,
 	f.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "load before each measurement, not counted")
 	f.IntVar(&o.connections, "connections", 50, "closed-loop connections")
 	f.IntSliceVar(&o.rates, "rates", []int{2000, 5000}, "open-loop arrival rates, requests/s")
-	f.StringSliceVar(&o.targets, "targets", benchTargets, "targets to measure")
+	f.StringSliceVar(&o.targets, "targets", benchTargets, "targets to measure; also "+strings.Join(benchExtraTargets, ", ")+" (tollgate with ledger_sync: background)")
 	f.StringVar(&o.postgres, "postgres", envOr(environ, "TOLLGATE_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/tollgate_test?sslmode=disable"),
 		"PostgreSQL DSN for tollgate-cluster; the bench uses a schema of its own and drops it (TOLLGATE_BENCH_POSTGRES)")
 	f.StringVar(&o.redis, "redis", envOr(environ, "TOLLGATE_BENCH_REDIS", "redis://127.0.0.1:6379/0"),
@@ -111,8 +116,8 @@ func (o *benchOptions) validate() error {
 		errs = append(errs, fmt.Errorf("--mode %q: want closed, open or both", o.mode))
 	}
 	for _, t := range o.targets {
-		if !slices.Contains(benchTargets, t) {
-			errs = append(errs, fmt.Errorf("--targets: unknown target %q (want %s)", t, strings.Join(benchTargets, ", ")))
+		if known := slices.Concat(benchTargets, benchExtraTargets); !slices.Contains(known, t) {
+			errs = append(errs, fmt.Errorf("--targets: unknown target %q (want %s)", t, strings.Join(known, ", ")))
 		}
 	}
 	if o.rounds < 1 || o.rounds > 20 {
@@ -238,16 +243,19 @@ func (b *benchRun) start(ctx context.Context) error {
 			t.proc, err = b.startChild(name, "bench", "serve-reverseproxy", "--upstream", b.up.URL)
 			t.what = "httputil.ReverseProxy, Transport MaxIdleConns/MaxIdleConnsPerHost 1000"
 		case "tollgate":
-			t.proc, t.key, err = b.startGateway(ctx, name, "sqlite://"+filepath.Join(b.dir, "tollgate.db"), "memory")
+			t.proc, t.key, err = b.startGateway(ctx, name, "sqlite://"+filepath.Join(b.dir, "tollgate.db"), "memory", config.LedgerSyncCommit)
 			t.what = fmt.Sprintf("tollgate serve: SQLite, memory limiter; X-API-Key auth + rate (rpm %s) + concurrency (%s per org×model)",
 				loadtest.FormatRate(benchRPM), loadtest.FormatRate(benchConcurrency))
+		case "tollgate-bgsync":
+			t.proc, t.key, err = b.startGateway(ctx, name, "sqlite://"+filepath.Join(b.dir, "tollgate-bgsync.db"), "memory", config.LedgerSyncBackground)
+			t.what = "tollgate serve as tollgate, with ledger_sync: background (the journal synced every 10 ms, not before each answer)"
 		case "tollgate-cluster":
 			dsn, serr := b.benchSchema(ctx)
 			if serr != nil {
 				fmt.Fprintf(b.w, "tollgate-cluster: not measured: %v\n", serr)
 				continue
 			}
-			t.proc, t.key, err = b.startGateway(ctx, name, dsn, b.o.redis)
+			t.proc, t.key, err = b.startGateway(ctx, name, dsn, b.o.redis, config.LedgerSyncCommit)
 			t.what = "tollgate serve as above on PostgreSQL + Redis (one replica of a cluster): the limiter's decisions are Redis round trips"
 		case "nginx":
 			path := loadtest.NginxPath()
@@ -534,11 +542,11 @@ func writeLogSummary(w io.Writer, path string) {
 
 // startGateway writes the gateway's config, starts it and creates the
 // bench org and its key through the admin API.
-func (b *benchRun) startGateway(ctx context.Context, name, store, limiter string) (*loadtest.Process, string, error) {
+func (b *benchRun) startGateway(ctx context.Context, name, store, limiter, ledgerSync string) (*loadtest.Process, string, error) {
 	admin, secret := randomHex(16), randomHex(16)
 	conf := filepath.Join(b.dir, name+".yaml")
 	prefix := "tgbench:" + randomHex(6) + ":"
-	if err := os.WriteFile(conf, fmt.Appendf(nil, benchGateway, store, limiter, prefix, admin, secret, b.up.URL, benchRPM, benchConcurrency), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, benchGateway, store, limiter, prefix, admin, secret, ledgerSync, b.up.URL, benchRPM, benchConcurrency), 0o600); err != nil {
 		return nil, "", err
 	}
 	args := []string{"bench", "serve-gateway", "--config", conf}

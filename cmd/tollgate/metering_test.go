@@ -21,6 +21,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/tollgate/tollgate/config"
 	"github.com/tollgate/tollgate/internal/demomodel"
 	"github.com/tollgate/tollgate/sqlite"
 )
@@ -303,22 +304,32 @@ func startProcess(t *testing.T, cfg, addr string) *exec.Cmd {
 // TestCrashLosesNothing kill -9s a gateway process under load, restarts it,
 // and checks the ledger against what the client saw: every request the
 // client saw succeed is in the ledger once, and the ledger holds nothing
-// else but requests whose answers were cut off by the kill.
+// else but requests whose answers were cut off by the kill. With
+// ledger_sync: background the answers go out before the journal is on the
+// disk, but a killed process's writes are the operating system's: nothing
+// is lost either.
 func TestCrashLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts subprocesses")
 	}
+	for _, sync := range []string{config.LedgerSyncCommit, config.LedgerSyncBackground} {
+		t.Run(sync, func(t *testing.T) { crashLosesNothing(t, sync) })
+	}
+}
+
+func crashLosesNothing(t *testing.T, ledgerSync string) {
 	models, err := demomodel.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer models.Close()
 	cfg, addr, dbFile := processConfig(t, fmt.Sprintf(`
+ledger_sync: %s
 models:
   - {id: echo, route: POST /v1/echo, upstream: %q, upstream_path: /v1/text/generate, meter: {price: 1}}
 plans:
   - {id: p, rpm: 1000000, features: ["*"]}
-`, models.URL))
+`, ledgerSync, models.URL))
 
 	proc := startProcess(t, cfg, addr)
 	g := &gateway{t: t, url: "http://" + addr}
@@ -428,6 +439,25 @@ plans:
 	u := g.usage("acme")
 	if got := u["balance"].(map[string]any)["month_credits"]; got != float64(len(ledger)) {
 		t.Errorf("month credits after restart %v, want %d (the ledger)", got, len(ledger))
+	}
+}
+
+// TestLedgerSyncSetting: ledger_sync reaches the store, which the
+// start-up log reports.
+func TestLedgerSyncSetting(t *testing.T) {
+	for setting, want := range map[string]string{
+		"":                        "journal, synced before each commit returns",
+		"ledger_sync: commit":     "journal, synced before each commit returns",
+		"ledger_sync: background": "journal, synced in the background every 10ms",
+	} {
+		g := startGateway(t, "tollgate", setting)
+		got := g.main.Store.(*sqlite.Store).LedgerSync()
+		if strings.HasPrefix(got, "tables") {
+			t.Skip("no ledger journal on this platform (no file locks): commits go to the tables")
+		}
+		if got != want {
+			t.Errorf("%q: the store's ledger is %q, want %q", setting, got, want)
+		}
 	}
 }
 

@@ -102,7 +102,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Logger == nil {
 		m.Logger = slog.Default()
 	}
-	store, err := openStore(ctx, c.StoreBackend())
+	store, err := openStore(ctx, c.StoreBackend(), c.LedgerSync)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,11 @@ func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate
 func (m *Main) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
-	m.Logger.Info("tollgate listening", "addr", m.Addr(), "models", len(m.Config.Models))
+	ledger := "PostgreSQL, synchronous as the server is configured"
+	if s, ok := m.Store.(interface{ LedgerSync() string }); ok {
+		ledger = s.LedgerSync()
+	}
+	m.Logger.Info("tollgate listening", "addr", m.Addr(), "models", len(m.Config.Models), "ledger", ledger)
 	select {
 	case err := <-errc:
 		m.Close()
@@ -265,10 +269,14 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-func openStore(ctx context.Context, b config.Backend) (tollgate.Store, error) {
+func openStore(ctx context.Context, b config.Backend, ledgerSync string) (tollgate.Store, error) {
 	switch b.Kind {
 	case config.SQLite:
-		return sqlite.Open(ctx, b.Target)
+		var opts []sqlite.Option
+		if ledgerSync == config.LedgerSyncBackground {
+			opts = append(opts, sqlite.WithBackgroundSync())
+		}
+		return sqlite.Open(ctx, b.Target, opts...)
 	case config.Postgres:
 		return postgres.Open(ctx, b.Target)
 	default:
