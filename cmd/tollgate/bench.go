@@ -465,7 +465,8 @@ func writeRatios(w io.Writer, closed map[string]*loadtest.Series, open map[int]m
 	}
 	if len(closed) > 0 {
 		fmt.Fprintln(w, "  closed loop, req/s (median of rounds; best vs best):")
-		for _, p := range [][2]string{{"tollgate", "nginx"}, {"tollgate", "reverseproxy"}, {"tollgate-cluster", "tollgate"}, {"tollgate", "direct"}, {"nginx", "direct"}, {"reverseproxy", "direct"}} {
+		for _, p := range [][2]string{{"tollgate", "nginx"}, {"tollgate", "reverseproxy"}, {"tollgate-cluster", "tollgate"},
+			{"tollgate-bgsync", "nginx"}, {"tollgate-bgsync", "tollgate"}, {"tollgate", "direct"}, {"nginx", "direct"}, {"reverseproxy", "direct"}} {
 			a, bestA, okA := rps(p[0])
 			b, bestB, okB := rps(p[1])
 			if !okA || !okB || b == 0 || bestB == 0 {
@@ -492,7 +493,7 @@ func writeRatios(w io.Writer, closed map[string]*loadtest.Series, open map[int]m
 		}
 		fmt.Fprintf(w, "  open loop %s requests/s, p99 added over direct: median of rounds' p99; best round vs best round; all rounds merged; median of rounds' p99 from the actual send:\n",
 			loadtest.FormatRate(float64(rate)))
-		for _, name := range []string{"tollgate", "tollgate-cluster", "reverseproxy", "nginx"} {
+		for _, name := range []string{"tollgate", "tollgate-bgsync", "tollgate-cluster", "reverseproxy", "nginx"} {
 			s, ok := m[name]
 			if !ok {
 				continue
