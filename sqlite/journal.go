@@ -22,7 +22,9 @@ import (
 // a goroutine moves what has been appended into the tables in large
 // transactions (ingestion), every ingestEvery or sooner when enough has
 // gathered or a read needs it. Every read of those tables ingests first,
-// so a read sees every commit that returned before it started.
+// so a read sees every commit that returned before it started. With
+// background sync (WithBackgroundSync) an append returns after the write
+// and a goroutine syncs the files every BackgroundSyncEvery instead.
 //
 // Why: a SQLite commit of a request's event and history item writes a
 // page of each of six B-trees (two WAL frames, two pwrites, per page) and
