@@ -171,8 +171,6 @@ type benchRun struct {
 	targets []*benchTarget
 	// cleanups drop what the cluster target made in the shared services.
 	cleanups []func()
-	// ledgerHeader is set once printLedger has printed its heading.
-	ledgerHeader bool
 }
 
 func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
@@ -200,13 +198,13 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
 	b.printSetup()
 	closed := map[string]*loadtest.Series{}
 	open := map[int]map[string]*loadtest.Series{}
-	ledger := map[string]map[string]ledgerWait{} // by mode heading, then target
+	var ledger []modeLedger // in the order the modes ran
 	if o.mode != "open" {
 		fmt.Fprintf(w, "\nclosed loop, %d connections:\n", o.connections)
 		c := loadtest.Config{Mode: loadtest.Closed, Connections: o.connections, Duration: o.duration, Warmup: o.warmup}
 		heading := fmt.Sprintf("closed loop, %d connections", o.connections)
-		ledger[heading] = map[string]ledgerWait{}
-		if err := b.measure(ctx, "closed", c, closed, ledger[heading]); err != nil {
+		ledger = append(ledger, modeLedger{heading, map[string]ledgerWait{}})
+		if err := b.measure(ctx, "closed", c, closed, ledger[len(ledger)-1].byTarget); err != nil {
 			return err
 		}
 	}
@@ -215,9 +213,9 @@ func runBench(ctx context.Context, w io.Writer, o benchOptions) (err error) {
 			heading := fmt.Sprintf("open loop, %s requests/s", loadtest.FormatRate(float64(rate)))
 			fmt.Fprintf(w, "\n%s:\n", heading)
 			open[rate] = map[string]*loadtest.Series{}
-			ledger[heading] = map[string]ledgerWait{}
+			ledger = append(ledger, modeLedger{heading, map[string]ledgerWait{}})
 			c := loadtest.Config{Mode: loadtest.Open, Rate: float64(rate), MaxInFlight: o.maxInFlight, Duration: o.duration, Warmup: o.warmup}
-			if err := b.measure(ctx, "open", c, open[rate], ledger[heading]); err != nil {
+			if err := b.measure(ctx, "open", c, open[rate], ledger[len(ledger)-1].byTarget); err != nil {
 				return err
 			}
 		}
@@ -398,24 +396,27 @@ func (b *benchRun) printResults(closed map[string]*loadtest.Series, open map[int
 // printLedger prints, for each mode and tollgate target, what the
 // gateway's ledger metrics moved by over every round (warmups included):
 // how long answered requests waited for their durable commit.
-func (b *benchRun) printLedger(ledger map[string]map[string]ledgerWait) {
-	var headings []string
-	for h := range ledger {
-		headings = append(headings, h)
-	}
-	slices.Sort(headings)
-	for _, h := range headings {
+func (b *benchRun) printLedger(ledger []modeLedger) {
+	headed := false
+	for _, m := range ledger {
 		for _, t := range b.targets {
-			if l, ok := ledger[h][t.name]; ok && l.waits > 0 {
-				if !b.ledgerHeader {
+			if l, ok := m.byTarget[t.name]; ok && l.waits > 0 {
+				if !headed {
 					fmt.Fprintf(b.w, "\nledger (each gateway's /metrics over every round, warmups included: the time answered\n")
 					fmt.Fprintf(b.w, "  requests waited for their usage event and history item to be durable, before the answer):\n")
-					b.ledgerHeader = true
+					headed = true
 				}
-				fmt.Fprintf(b.w, "  %-30s %-16s %s requests, %s\n", h, t.name, loadtest.FormatRate(l.waits), l)
+				fmt.Fprintf(b.w, "  %-30s %-16s %s requests, %s\n", m.heading, t.name, loadtest.FormatRate(l.waits), l)
 			}
 		}
 	}
+}
+
+// modeLedger is one mode's (closed loop, or one open-loop rate) ledger
+// figures, by target.
+type modeLedger struct {
+	heading  string
+	byTarget map[string]ledgerWait
 }
 
 func (o *benchOptions) describeModes() string {
