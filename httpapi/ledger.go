@@ -137,8 +137,9 @@ func (c *committer) run() {
 // commitWithRetry retries a failed commit briefly: a busy database should
 // delay answers, not fail them.
 func (c *committer) commitWithRetry(events []tollgate.UsageEvent, items []tollgate.HistoryItem) error {
+	const attempts = 4 // 10, 40 and 160 ms apart
 	var err error
-	for attempt, wait := 0, 10*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+	for attempt, wait := 0, 10*time.Millisecond; attempt < attempts; attempt, wait = attempt+1, wait*4 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		err = c.ledger.Commit(ctx, events, items)
@@ -149,7 +150,7 @@ func (c *committer) commitWithRetry(events []tollgate.UsageEvent, items []tollga
 		}
 		c.metrics.failures.Inc()
 		c.logger("ledger commit failed", "events", len(events), "items", len(items), "attempt", attempt+1, "err", err)
-		if attempt < 3 {
+		if attempt < attempts-1 { // no wait after the last
 			time.Sleep(wait)
 		}
 	}
