@@ -39,6 +39,13 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
+// LedgerSync says when a ledger commit returns, for the start-up log: at
+// PostgreSQL's commit, which is on the disk unless the server or the
+// role sets synchronous_commit = off.
+func (s *Store) LedgerSync() string {
+	return "PostgreSQL commit, synced as the server's synchronous_commit says"
+}
+
 // Ping runs a query on a pooled connection.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {

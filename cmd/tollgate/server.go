@@ -207,8 +207,8 @@ func (m *Main) forward(w http.ResponseWriter, r *http.Request, chain []*tollgate
 func (m *Main) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
-	ledger := "PostgreSQL, synchronous as the server is configured"
-	if s, ok := m.Store.(interface{ LedgerSync() string }); ok {
+	var ledger string
+	if s, ok := m.Store.(interface{ LedgerSync() string }); ok { // both stores
 		ledger = s.LedgerSync()
 	}
 	m.Logger.Info("tollgate listening", "addr", m.Addr(), "models", len(m.Config.Models), "ledger", ledger)
