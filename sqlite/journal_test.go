@@ -316,7 +316,7 @@ func TestJournalIngestRetried(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	fail := true
-	ingest := func(_ context.Context, events []tollgate.UsageEvent, _ []tollgate.HistoryItem) error {
+	ingest := func(_ context.Context, events []tollgate.UsageEvent, _ []tollgate.HistoryItem, _ func(time.Duration)) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail {
@@ -437,7 +437,9 @@ func TestJournalBackgroundSyncFails(t *testing.T) {
 	slowIngest(t)
 	failing := func(*os.File) error { return errors.New("I/O error") }
 	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"),
-		func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error { return nil },
+		func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem, func(time.Duration)) error {
+			return nil
+		},
 		journalOptions{syncEvery: time.Millisecond, sync: failing})
 	if err != nil || !ok {
 		t.Fatal(ok, err)
@@ -478,7 +480,7 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	for range 100 {
 		e, i := next(1000)
-		if err := s.insertLedger(b.Context(), e, i); err != nil {
+		if err := s.insertLedger(b.Context(), e, i, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -489,7 +491,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.StopTimer()
 				e, i := next(n)
 				b.StartTimer()
-				if err := s.insertLedger(b.Context(), e, i); err != nil {
+				if err := s.insertLedger(b.Context(), e, i, nil); err != nil {
 					b.Fatal(err)
 				}
 				total += n
@@ -506,7 +508,7 @@ func BenchmarkIngest(b *testing.B) {
 func TestJournalCloseWithIngestFailing(t *testing.T) {
 	slowIngest(t)
 	base := filepath.Join(t.TempDir(), "t.db")
-	j, ok, err := openJournal(t.Context(), base, func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem) error {
+	j, ok, err := openJournal(t.Context(), base, func(context.Context, []tollgate.UsageEvent, []tollgate.HistoryItem, func(time.Duration)) error {
 		return errors.New("disk full")
 	}, journalOptions{})
 	if err != nil || !ok {
@@ -542,7 +544,7 @@ func TestJournalBackpressure(t *testing.T) {
 	t.Cleanup(func() { journalHighWater = old })
 	release := make(chan struct{})
 	ingested := make(chan int, 16)
-	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"), func(_ context.Context, e []tollgate.UsageEvent, _ []tollgate.HistoryItem) error {
+	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"), func(_ context.Context, e []tollgate.UsageEvent, _ []tollgate.HistoryItem, _ func(time.Duration)) error {
 		<-release
 		ingested <- len(e)
 		return nil
@@ -573,5 +575,201 @@ func TestJournalBackpressure(t *testing.T) {
 	}
 	if err := j.close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalIngestionRests: a round rests after each insert statement
+// as long as the statement took, unless a read waits for it, the next
+// round is already due behind it or the journal is closing.
+func TestJournalIngestionRests(t *testing.T) {
+	needJournal(t)
+	old := ingestEvery
+	ingestEvery = 5 * time.Millisecond
+	t.Cleanup(func() { ingestEvery = old })
+
+	// Each round's ingestion reports how long one pause(worked) took.
+	// worked and hold are the next round's: hold, when set, keeps the
+	// round from pausing until it is closed.
+	var mu sync.Mutex
+	worked := time.Duration(0)
+	var hold chan struct{}
+	entered := make(chan struct{}, 16)
+	paused := make(chan time.Duration, 16)
+	ingest := func(_ context.Context, _ []tollgate.UsageEvent, _ []tollgate.HistoryItem, pause func(time.Duration)) error {
+		mu.Lock()
+		w, h := worked, hold
+		hold = nil
+		mu.Unlock()
+		entered <- struct{}{}
+		if h != nil {
+			<-h
+		}
+		start := time.Now()
+		pause(w)
+		paused <- time.Since(start)
+		return nil
+	}
+	j, ok, err := openJournal(t.Context(), filepath.Join(t.TempDir(), "t.db"), ingest, journalOptions{})
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	closing := false // the test's last step closes j
+	defer func() {
+		if !closing {
+			j.close()
+		}
+	}()
+	// next sets the next round's worked and holds it; unheld lets the
+	// rounds after it run freely.
+	next := func(w time.Duration) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		worked, hold = w, make(chan struct{})
+		return hold
+	}
+	unheld := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		worked, hold = 0, nil
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	appendBatch := func(n int, prefix string) {
+		t.Helper()
+		if err := j.append(batch(n, prefix, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(what string, c chan struct{}) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no ingestion round %s", what)
+		}
+	}
+	// pauseTook releases the held round and returns how long its pause
+	// took. A round that must not rest is given 5s of work: resting fails
+	// the test in seconds.
+	pauseTook := func(what string, h chan struct{}) time.Duration {
+		t.Helper()
+		close(h)
+		select {
+		case d := <-paused:
+			return d
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the round rested", what)
+			return 0
+		}
+	}
+	drain := func() {
+		for {
+			select {
+			case <-entered:
+			case <-paused:
+			default:
+				return
+			}
+		}
+	}
+
+	// Nothing waits: the round rests as long as the statement worked.
+	h := next(30 * time.Millisecond)
+	appendBatch(2, "a")
+	wait("after an append", entered)
+	if d := pauseTook("idle", h); d < 30*time.Millisecond {
+		t.Errorf("an idle round rested %v after a statement that took 30ms, want at least as long", d)
+	}
+
+	// A read waits for the round: no rest.
+	h = next(5 * time.Second)
+	appendBatch(2, "b")
+	wait("after an append", entered)
+	flushed := make(chan error, 1)
+	go func() { flushed <- j.flush(t.Context()) }()
+	for {
+		j.mu.Lock()
+		waiting := j.flushing > 0
+		j.mu.Unlock()
+		if waiting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unheld()
+	if d := pauseTook("with a read waiting", h); d > time.Second {
+		t.Errorf("a round a read waited for rested %v", d)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	drain()
+
+	// The next round is due behind this one: no rest.
+	h = next(5 * time.Second)
+	appendBatch(2, "c")
+	wait("after an append", entered)
+	appendBatch(journalRows/2, "d") // events + items: journalRows rows
+	unheld()
+	if d := pauseTook("with the next round due", h); d > time.Second {
+		t.Errorf("a round with the next one due rested %v", d)
+	}
+	if err := j.flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	drain()
+
+	// Closing: no rest.
+	h = next(5 * time.Second)
+	appendBatch(2, "e")
+	wait("after an append", entered)
+	closed := make(chan error, 1)
+	closing = true
+	go func() { closed <- j.close() }()
+	for {
+		select {
+		case <-j.stop:
+		default:
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
+	}
+	if d := pauseTook("while closing", h); d > time.Second {
+		t.Errorf("a round while closing rested %v", d)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInsertLedgerPauses: the ingestion's inserts call pause after each
+// statement (chunk rows, then one row at a time) with the time it took.
+func TestInsertLedgerPauses(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "t.db"))
+	defer s.Close()
+	n := 2*chunk + 3
+	e, i := batch(n, "p", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	var worked []time.Duration
+	if err := s.insertLedger(t.Context(), e, i, func(d time.Duration) { worked = append(worked, d) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 * (2 + 3); len(worked) != want {
+		t.Fatalf("pause called %d times for %d events and %d items, want %d (once per statement)", len(worked), n, n, want)
+	}
+	for k, d := range worked {
+		if d <= 0 {
+			t.Errorf("statement %d: pause got %v, want the statement's time", k, d)
+		}
+	}
+	// And they are all in the tables.
+	if err := s.flushLedger(t.Context(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	var events, items int
+	if err := s.read.QueryRowContext(t.Context(), `SELECT (SELECT COUNT(*) FROM usage_events), (SELECT COUNT(*) FROM history)`).Scan(&events, &items); err != nil {
+		t.Fatal(err)
+	}
+	if events != n || items != n {
+		t.Errorf("tables hold %d events and %d items, want %d each", events, items, n)
 	}
 }
