@@ -34,7 +34,9 @@ type ledgerMetrics struct {
 	failures prometheus.Counter
 }
 
-func newLedgerMetrics(reg prometheus.Registerer) *ledgerMetrics {
+// newLedgerMetrics registers the group commit's metrics with reg, and the
+// journal's when l has one.
+func newLedgerMetrics(reg prometheus.Registerer, l tollgate.Ledger) *ledgerMetrics {
 	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
 	m := &ledgerMetrics{
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -58,7 +60,34 @@ func newLedgerMetrics(reg prometheus.Registerer) *ledgerMetrics {
 		}),
 	}
 	reg.MustRegister(m.wait, m.commit, m.batch, m.failures)
+	if j, ok := l.(ledgerJournal); ok {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tollgate_ledger_journal_rows",
+				Help: "Usage events and history items committed to the SQLite ledger journal and not yet moved into the tables; commits wait for the ingestion once 65,536 are pending.",
+			}, func() float64 { return float64(j.LedgerBacklog()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "tollgate_ledger_ingest_rounds_total",
+				Help: "Ingestion rounds that moved the SQLite ledger journal's rows into the tables.",
+			}, func() float64 { rounds, _, _ := j.LedgerIngestion(); return float64(rounds) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "tollgate_ledger_ingest_rows_total",
+				Help: "Usage events and history items the ingestion moved from the SQLite ledger journal into the tables.",
+			}, func() float64 { _, rows, _ := j.LedgerIngestion(); return float64(rows) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "tollgate_ledger_ingest_seconds_total",
+				Help: "Time the ingestion rounds took, including the rests between statements that keep them to half a core while they keep up.",
+			}, func() float64 { _, _, sec := j.LedgerIngestion(); return sec }),
+		)
+	}
 	return m
+}
+
+// ledgerJournal is a ledger with a journal in front of its tables (the
+// SQLite store), whose ingestion the metrics show.
+type ledgerJournal interface {
+	LedgerBacklog() int
+	LedgerIngestion() (rounds, rows uint64, seconds float64)
 }
 
 type pendingCommit struct {

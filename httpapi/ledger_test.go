@@ -33,7 +33,7 @@ func openLedger(tb testing.TB) *sqlite.Store {
 func TestCommitterGroupsAndLosesNothing(t *testing.T) {
 	store := openLedger(t)
 	counting := &countingLedger{Ledger: store}
-	m := newLedgerMetrics(prometheus.NewRegistry())
+	m := newLedgerMetrics(prometheus.NewRegistry(), counting)
 	c := newCommitter(counting, func(string, ...any) {}, m)
 	var wg sync.WaitGroup
 	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
@@ -84,7 +84,7 @@ func TestCommitterCountsFailures(t *testing.T) {
 		return &tollgate.UsageEvent{RequestID: id, OrgID: "o", Model: "m", Unit: tollgate.UnitRequests, Quantity: 1, Time: now}
 	}
 	flaky := &failingLedger{Ledger: openLedger(t), failures: 2}
-	m := newLedgerMetrics(prometheus.NewRegistry())
+	m := newLedgerMetrics(prometheus.NewRegistry(), flaky)
 	c := newCommitter(flaky, func(string, ...any) {}, m)
 	if err := c.commit(ev("req_a"), nil); err != nil {
 		t.Fatalf("commit after two failed attempts: %v", err)
@@ -164,7 +164,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 		clients := bc.clients
 		b.Run(fmt.Sprintf("clients=%d/history=%v", clients, bc.history), func(b *testing.B) {
 			store := openLedger(b)
-			c := newCommitter(store, func(string, ...any) {}, newLedgerMetrics(prometheus.NewRegistry()))
+			c := newCommitter(store, func(string, ...any) {}, newLedgerMetrics(prometheus.NewRegistry(), store))
 			defer c.close()
 			now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 			waits := make([][]time.Duration, clients)

@@ -237,7 +237,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	if s.HistoryRetention <= 0 {
 		s.HistoryRetention = 30 * 24 * time.Hour
 	}
-	s.ledger = newCommitter(s.Store, func(msg string, args ...any) { s.logger().Error(msg, args...) }, newLedgerMetrics(s.metrics.registry))
+	s.ledger = newCommitter(s.Store, func(msg string, args ...any) { s.logger().Error(msg, args...) }, newLedgerMetrics(s.metrics.registry, s.Store))
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.heartbeatLoop(ctx)

@@ -144,6 +144,11 @@ type journal struct {
 	// appendSyncs and backgroundSyncs count the syncs of appends and of
 	// the background goroutine (tests read them).
 	appendSyncs, backgroundSyncs atomic.Int64
+	// ingestRounds, ingestRows and ingestNanos count the rounds that
+	// succeeded, the rows they moved into the tables and the time they
+	// took, rests included (Store.LedgerIngestion).
+	ingestRounds, ingestRows atomic.Uint64
+	ingestNanos              atomic.Int64
 }
 
 // journalOptions are openJournal's settings; the zero value syncs every
@@ -372,6 +377,13 @@ func (j *journal) syncLoop() {
 	}
 }
 
+// backlog is how many rows the files hold that are not in the tables yet.
+func (j *journal) backlog() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.files[0].rows() + j.files[1].rows()
+}
+
 // err is the error every append returns once a write or a sync failed.
 func (j *journal) err() error {
 	j.mu.Lock()
@@ -453,11 +465,17 @@ func (j *journal) round() error {
 	jf := j.retry
 	j.mu.Unlock()
 
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	err := j.ingest(ctx, jf.events, jf.items, j.pause)
 	cancel()
 	if err == nil {
 		err = invalidate(jf.f)
+	}
+	if err == nil {
+		j.ingestRounds.Add(1)
+		j.ingestRows.Add(uint64(jf.rows()))
+		j.ingestNanos.Add(int64(time.Since(start)))
 	}
 
 	j.mu.Lock()

@@ -773,3 +773,37 @@ func TestInsertLedgerPauses(t *testing.T) {
 		t.Errorf("tables hold %d events and %d items, want %d each", events, items, n)
 	}
 }
+
+// TestLedgerIngestionCounts: the backlog is what was committed and not
+// ingested; the counters are what the rounds moved and how long they took.
+func TestLedgerIngestionCounts(t *testing.T) {
+	slowIngest(t)
+	s := openStore(t, filepath.Join(t.TempDir(), "t.db"))
+	defer s.Close()
+	if s.journal == nil {
+		t.Skip("the journal is held by another process")
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	for k := range 3 {
+		e, i := batch(5, fmt.Sprintf("b%d_", k), at)
+		if err := s.Commit(t.Context(), e, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.LedgerBacklog(); got != 30 {
+		t.Errorf("backlog %d after 3 commits of 5 events and 5 items, want 30", got)
+	}
+	if rounds, rows, _ := s.LedgerIngestion(); rounds != 0 || rows != 0 {
+		t.Errorf("before any round: %d rounds, %d rows", rounds, rows)
+	}
+	if err := s.flushLedger(t.Context(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.LedgerBacklog(); got != 0 {
+		t.Errorf("backlog %d after a flush, want 0", got)
+	}
+	rounds, rows, seconds := s.LedgerIngestion()
+	if rounds != 1 || rows != 30 || seconds <= 0 {
+		t.Errorf("after a flush: %d rounds, %d rows, %vs; want 1 round of 30 rows that took some time", rounds, rows, seconds)
+	}
+}

@@ -219,6 +219,28 @@ func (s *Store) LedgerSync() string {
 	return "journal, synced before each commit returns"
 }
 
+// LedgerBacklog is how many usage events and history items were committed
+// to the ledger journal and are not in the tables yet (for the metrics);
+// 0 without a journal.
+func (s *Store) LedgerBacklog() int {
+	if s.journal == nil {
+		return 0
+	}
+	return s.journal.backlog()
+}
+
+// LedgerIngestion is what the journal's ingestion has done since the store
+// opened (for the metrics): the rounds that succeeded, the rows they moved
+// into the tables and the seconds they took, their rests included; zeros
+// without a journal.
+func (s *Store) LedgerIngestion() (rounds, rows uint64, seconds float64) {
+	if s.journal == nil {
+		return 0, 0, 0
+	}
+	j := s.journal
+	return j.ingestRounds.Load(), j.ingestRows.Load(), time.Duration(j.ingestNanos.Load()).Seconds()
+}
+
 // Ping runs a query on a read connection, and fails once the ledger
 // journal has failed to write to the disk.
 func (s *Store) Ping(ctx context.Context) error {
