@@ -320,16 +320,14 @@ func (j *journal) append(events []tollgate.UsageEvent, items []tollgate.HistoryI
 		return fmt.Errorf("ledger journal: a batch of %d bytes is over the %d a record holds", len(j.buf)-journalHeader, journalMaxBatch)
 	}
 	if _, err := jf.f.WriteAt(j.buf, jf.off); err != nil {
-		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
-		return j.broken
+		return j.breakLocked(err)
 	}
 	if j.syncEvery > 0 {
 		jf.dirty = true
 	} else {
 		j.appendSyncs.Add(1)
 		if err := j.sync(jf.f); err != nil {
-			j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
-			return j.broken
+			return j.breakLocked(err)
 		}
 	}
 	jf.off += int64(len(j.buf))
@@ -368,13 +366,20 @@ func (j *journal) syncLoop() {
 			j.backgroundSyncs.Add(1)
 			if err := j.sync(jf.f); err != nil {
 				j.mu.Lock()
-				if j.broken == nil {
-					j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
-				}
+				j.breakLocked(err)
 				j.mu.Unlock()
 			}
 		}
 	}
+}
+
+// breakLocked breaks the journal after a failed write or sync (the first
+// failure is the one kept) and returns the error appends get from now on.
+func (j *journal) breakLocked(err error) error {
+	if j.broken == nil {
+		j.broken = fmt.Errorf("%w (%v)", errJournalBroken, err)
+	}
+	return j.broken
 }
 
 // backlog is how many rows the files hold that are not in the tables yet.
